@@ -1,0 +1,35 @@
+"""Hard-prompt baselines: the In-Context-Learning persona prompt written from a target's scores."""
+
+from __future__ import annotations
+
+DESCRIPTIONS = {
+    "PDI": ("power distance", "people accept that power is distributed unequally and defer to authority",
+            "people expect power to be shared and question authority"),
+    "IDV": ("individualism", "people look after themselves and their immediate family first",
+            "people belong to tight groups that look after them in exchange for loyalty"),
+    "MAS": ("masculinity", "society is driven by competition, achievement and success",
+            "caring for others and quality of life matter more than standing out"),
+    "UAI": ("uncertainty avoidance", "people feel threatened by ambiguity and prefer rules and structure",
+            "people are relaxed about ambiguity and rules are flexible"),
+    "LTO": ("long-term orientation", "people value thrift, persistence and preparing for the future",
+            "people value tradition, steadiness and the present"),
+    "IVR": ("indulgence", "people freely enjoy life and having fun",
+            "people restrain their desires and follow strict social norms"),
+}
+
+
+def _level(score: float) -> str:
+    return "high" if score >= 65 else "low" if score <= 35 else "moderate"
+
+
+def icl_system_prompt(target) -> str:
+    """A system prompt telling the model whom to answer as, describing the culture from its scores."""
+    lines = [f"You are a typical adult from {target.name}, answering a survey about your own values and "
+             f"views. Answer as a person from {target.name} would. Your culture, in Hofstede's terms:"]
+    for dim, (name, high, low) in DESCRIPTIONS.items():
+        if dim in target.scores:
+            score = target.scores[dim]
+            level = _level(score)
+            gloss = high if level == "high" else low if level == "low" else f"balanced: {high}, yet {low}"
+            lines.append(f"- {name} is {level} ({score:.0f} of 100): {gloss}.")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""The `promptopt` command line. Exit 0 success, 2 bad usage or input (one line), 1 runtime failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import PromptoptError, UsageError
+from .host import KINDS, PluginHost
+
+_host: PluginHost | None = None
+
+
+def host() -> PluginHost:
+    global _host
+    if _host is None:
+        _host = PluginHost()
+        for failure in _host.failures:
+            click.echo(failure.message(), err=True)
+    return _host
+
+
+@click.group()
+@click.version_option(package_name="promptopt")
+def cli() -> None:
+    """Black-box optimisation of soft prompts of a frozen language model."""
+
+
+RUN_OPTIONS = [
+    click.option("--optimizer", help="de (default), cma, ng:<Name>, random, or a plugin's"),
+    click.option("--instrument", help="vsm13 (default), a plugin's, or a survey TOML file"),
+    click.option("--scorer", help="scorer name (default: the instrument's own)"),
+    click.option("--country", help="target by ISO code or name, e.g. US, USA, 'United States' (default US)"),
+    click.option("--model", help="smollm2 (default), tiny, a local path or a cached Hugging Face id"),
+    click.option("--popsize", type=int, help="candidates per generation (default 16)"),
+    click.option("--generations", type=int, help="generations to run (default 30)"),
+    click.option("--budget", type=int, help="evaluations to spend, instead of --generations"),
+    click.option("--seed", type=int, help="random seed (default 0)"),
+    click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 4)"),
+    click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
+    click.option("--position", type=click.Choice(["suffix", "prefix"]), help="where the soft tokens go (default suffix)"),
+    click.option("--device", help="cpu (default) or cuda[:N]"),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype"),
+    click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),
+]
+
+
+def run_options(fn):
+    for option in reversed(RUN_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@run_options
+@click.option("--out", help="run directory (default runs/<time>-<optimizer>-<country>)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run(config_file, quiet, **flags) -> None:
+    """Align the model's survey answers to a target country by optimising a soft prompt."""
+    from .config import build_config
+    from .runner import run as run_alignment
+
+    config = build_config(config_file, **flags)
+    run_alignment(config, host(), progress=not quiet, echo=click.echo)
+
+
+@cli.command()
+@run_options
+@click.option("--baseline", type=click.Choice(["naive", "icl"]), help="score the bare model or an ICL persona prompt")
+@click.option("--soft-prompt", "soft_prompt", type=click.Path(), help="a run directory (or its best/) to score")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def evaluate(config_file, baseline, soft_prompt, as_json, **flags) -> None:
+    """Score the model on the instrument against a target: naive, ICL, or with a saved soft prompt."""
+    from .evaluate import evaluate_baseline
+
+    result = evaluate_baseline(host(), config_file, flags, baseline, soft_prompt)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['label']}: L1 loss {result['loss']:.2f} vs {result['target']['name']} "
+               f"({result['loss_definition']})")
+    for dim, value in result["dimensions"].items():
+        click.echo(f"  {dim}  target {result['target']['scores'][dim]:>5.0f}  model {value:>6.1f}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins(as_json) -> None:
+    """Show loaded plugins, their hooks, and what each registered."""
+    h = host()
+    infos = [{"name": i.name, "distribution": i.distribution, "version": i.version, "hooks": i.hooks,
+              "registered": i.registered} for i in h.info.values()]
+    failed = [{"name": f.plugin, "distribution": f.distribution, "error": f.reason} for f in h.failures]
+    if as_json:
+        click.echo(json.dumps({"plugins": infos, "failed": failed}, indent=2))
+        return
+    for info in infos:
+        click.echo(f"{info['name']} ({info['distribution']} {info['version']})")
+        for kind, names in info["registered"].items():
+            click.echo(f"  {kind}: {', '.join(names)}")
+        others = [hk for hk in info["hooks"] if not hk.startswith("promptopt_register_")]
+        if others:
+            click.echo(f"  hooks: {', '.join(others)}")
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(list(KINDS)))
+def list_cmd(kind) -> None:
+    """List registered optimizers, instruments, scorers, models or targets, with their plugin."""
+    h = host()
+    for entry in h.registries[kind]:
+        click.echo(f"{entry.name:<12} {entry.description}  [{entry.plugin}]")
+        if kind == "targets":
+            for t in entry.factory().list():
+                scores = " ".join(f"{d} {v:.0f}" for d, v in t.scores.items())
+                click.echo(f"    {t.code:<16} {t.name:<28} {scores}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        h = host()
+        h.pm.hook.promptopt_register_commands(cli=cli)
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PromptoptError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except ValueError as exc:
+        # lower layers (objectives, optimizers) report bad input as ValueError with a one-line reason
+        from promptopt.objectives import ObjectivesError
+
+        if isinstance(exc, ObjectivesError):
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        raise
+    except FileNotFoundError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(0)

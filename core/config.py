@@ -1,0 +1,127 @@
+"""RunConfig: every option of `promptopt run`, validated once, from flags and/or a TOML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+POSITIONS = ("suffix", "prefix")
+
+
+@dataclass
+class RunConfig:
+    """A run, fully specified. Defaults are the README's main job on the embedded model."""
+
+    model: str = "smollm2"
+    instrument: str = "vsm13"
+    scorer: str | None = None
+    country: str = "US"
+    targets: str = "hofstede"
+    optimizer: str = "de"
+    popsize: int = 16
+    generations: int | None = None
+    budget: int | None = None
+    seed: int = 0
+    tokens: int = 4
+    subspace: int = 64
+    position: str = "suffix"
+    device: str = "cpu"
+    dtype: str | None = None
+    system_prompt: str | None = None
+    batch_rows: int | None = None
+    constants: dict[str, float] = field(default_factory=dict)
+    hyper: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None
+
+    DEFAULT_GENERATIONS: typing.ClassVar[int] = 30
+
+    @property
+    def total_generations(self) -> int:
+        """Generations to run: given directly, or the evaluation budget spent in whole generations."""
+        if self.generations is not None:
+            return self.generations
+        if self.budget is not None:
+            return max(1, self.budget // self.popsize)
+        return self.DEFAULT_GENERATIONS
+
+    def validate(self) -> RunConfig:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise UsageError(message)
+
+        need(self.popsize >= 4, f"--popsize must be >= 4 (got {self.popsize})")
+        need(self.generations is None or self.generations >= 1, f"--generations must be >= 1 (got {self.generations})")
+        need(self.budget is None or self.budget >= self.popsize,
+             f"--budget must be at least one generation, >= popsize {self.popsize} (got {self.budget})")
+        need(self.generations is None or self.budget is None, "give --generations or --budget, not both")
+        need(self.tokens >= 1, f"--tokens must be >= 1 (got {self.tokens})")
+        need(self.subspace >= 0, f"--subspace must be >= 0, 0 meaning direct search (got {self.subspace})")
+        need(self.position in POSITIONS, f"--position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
+        need(self.device == "cpu" or self.device.startswith("cuda"),
+             f"--device must be cpu or cuda[:N] (got {self.device!r})")
+        need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
+        if self.device.startswith("cuda"):
+            import torch
+
+            need(torch.cuda.is_available(), f"--device {self.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Accept value if it fits the field's declared type; ints are fine where floats are expected."""
+    hint = typing.get_type_hints(RunConfig)[key]
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) else (hint,)
+    for option in allowed:
+        if option is type(None) and value is None:
+            return value
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, bool):
+            continue
+        if isinstance(base, type) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)
+    raise UsageError(f"config key {key!r} must be {names}, got {type(value).__name__} {value!r}")
+
+
+def config_from_mapping(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Check keys and types of a mapping of RunConfig options; returns the checked options."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    out = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise UsageError(f"unknown key {key!r} in {where}; allowed keys: {', '.join(sorted(fields))}")
+        out[name] = _check_type(name, value, None)
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML file: top-level keys, or keys under a [run] table."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    if "run" in data and isinstance(data["run"], dict):
+        data = {**{k: v for k, v in data.items() if k != "run"}, **data["run"]}
+    return config_from_mapping(data, where=str(path))
+
+
+def build_config(file: str | Path | None = None, **flags: Any) -> RunConfig:
+    """File options, overridden by any flag that was given (not None)."""
+    options = load_config_file(file) if file else {}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    return RunConfig(**config_from_mapping(options, where="options")).validate()

@@ -1,0 +1,27 @@
+"""Errors users see. Each inherits from the builtin it refines, so callers may catch either."""
+
+from __future__ import annotations
+
+
+class PromptoptError(Exception):
+    """Base of every promptopt error."""
+
+    exit_code = 1
+
+
+class UsageError(PromptoptError, ValueError):
+    """Bad usage or bad input: the CLI prints the one-line message and exits with status 2."""
+
+    exit_code = 2
+
+
+class PluginError(PromptoptError, RuntimeError):
+    """A plugin failed to import, register, or validate."""
+
+    exit_code = 1
+
+
+class CheckpointError(PromptoptError, OSError):
+    """A run directory or checkpoint is missing, corrupt or from an incompatible run."""
+
+    exit_code = 2

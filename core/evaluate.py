@@ -1,0 +1,56 @@
+"""`promptopt evaluate`: score the bare model, an ICL persona prompt, or a saved soft prompt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+
+from promptopt.objectives import L1_DESCRIPTION
+
+from .baselines import icl_system_prompt
+from .config import build_config
+from .errors import CheckpointError, UsageError
+from .host import PluginHost
+from .runner import build_objective
+
+
+def load_soft_prompt(path: str | Path):
+    """(embeddings [K, H], metadata) from a run directory, its best/ folder, or the .safetensors file."""
+    path = Path(path)
+    for candidate in (path, path / "soft_prompt.safetensors", path / "best" / "soft_prompt.safetensors"):
+        if candidate.is_file():
+            meta_file = candidate.parent / "metadata.json"
+            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+            try:
+                return load_file(str(candidate))["soft_prompt"], meta
+            except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
+                raise CheckpointError(f"{candidate} is not a readable soft prompt ({exc})") from None
+    raise UsageError(f"no soft prompt at {path}; give a run directory, its best/ folder, or a .safetensors file")
+
+
+def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str | None,
+                      soft_prompt: str | None) -> dict[str, Any]:
+    if baseline and soft_prompt:
+        raise UsageError("give --baseline or --soft-prompt, not both")
+    soft, meta = (load_soft_prompt(soft_prompt) if soft_prompt else (None, {}))
+    if meta.get("position") and flags.get("position") is None:
+        flags = {**flags, "position": meta["position"]}
+    config = build_config(config_file, **flags)
+    backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
+    target = host.target(config.country, config.targets)
+    system = icl_system_prompt(target) if baseline == "icl" else config.system_prompt
+    _, _, target, objective = build_objective(host, config, backend, system)
+    if soft is not None and soft.shape[-1] != backend.hidden_size:
+        raise UsageError(f"soft prompt has hidden size {soft.shape[-1]} but model {config.model} has "
+                         f"{backend.hidden_size}; use the model it was trained for ({meta.get('model', '?')})")
+    result = objective(None if soft is None else soft[None])
+    label = "soft prompt" if soft is not None else (baseline or "naive")
+    dims = objective.dimensions
+    return {"label": label, "loss": float(result.loss[0]), "loss_definition": L1_DESCRIPTION,
+            "dimensions": {d: round(float(v), 3) for d, v in zip(dims, result.scores[0].tolist())},
+            "target": {"code": target.code, "name": target.name, "source": target.source,
+                       "scores": {d: target.scores[d] for d in dims}},
+            "option_mass": float(result.answers.mass.mean()), "model": config.model}

@@ -1,0 +1,188 @@
+"""Frozen-model soft-prompt evaluator: a whole population of soft prompts -> answer distributions.
+
+For each survey item the chat-formatted prompt is split at the soft-prompt slot into a head
+(tokens before the slot) and a tail (tokens after it, ending at the answer position). The
+heads do not depend on the candidate, so their KV cache is computed once and reused for
+every candidate of every generation; a (candidate, item) row then runs only K soft tokens +
+the tail through the model, and only the last real position goes through the output head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import inspect
+
+import torch
+from transformers import DynamicCache
+
+from promptopt.models import CausalLMBackend
+
+SLOT = "<<<promptopt-soft-prompt>>>"
+POSITIONS = ("suffix", "prefix")
+
+
+@dataclass
+class AnswerDistribution:
+    """Per (candidate, item): option probabilities renormalised over the options, and more."""
+
+    probs: torch.Tensor     # [P, Q, O], zero on options an item does not have
+    mass: torch.Tensor      # [P, Q], softmax probability (full vocabulary) that fell on the options
+    expected: torch.Tensor  # [P, Q], expected answer 1..O under probs: the item score
+
+
+@dataclass
+class _PrefixCache:
+    keys: list[torch.Tensor]    # per layer [U, kv_heads, L, head_dim], zero-padded on the right
+    values: list[torch.Tensor]
+    lengths: torch.Tensor       # [U] real tokens of each unique head
+
+
+def split_prompt(backend: CausalLMBackend, user_text: str, position: str,
+                 system_prompt: str | None) -> tuple[list[int], list[int]]:
+    """Token ids before and after the soft-prompt slot of one item's chat prompt."""
+    content = user_text + SLOT if position == "suffix" else SLOT + user_text
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+        {"role": "user", "content": content}]
+    text = backend.render_chat(messages, add_generation_prompt=True)
+    head, sep, tail = text.partition(SLOT)
+    if not sep or SLOT in tail:
+        raise ValueError("the chat template altered the soft-prompt slot; this model's template is unsupported")
+    return backend.encode(head), backend.encode(tail)
+
+
+class SoftPromptEvaluator:
+    """Scores soft prompts [P, K, H] on a list of multiple-choice prompts, batched over (P x Q)."""
+
+    def __init__(self, backend: CausalLMBackend, prompts: list[str], n_options: list[int],
+                 position: str = "suffix", system_prompt: str | None = None,
+                 batch_rows: int | None = None, memory_budget_mb: float = 768.0) -> None:
+        if position not in POSITIONS:
+            raise ValueError(f"soft-prompt position must be one of {', '.join(POSITIONS)} (got {position!r})")
+        if len(prompts) != len(n_options) or not prompts:
+            raise ValueError("need one option count per prompt, and at least one prompt")
+        self.backend = backend
+        self.position = position
+        self.system_prompt = system_prompt
+        self.memory_budget_mb = memory_budget_mb
+        device = backend.device
+        max_opts = max(n_options)
+        self.option_ids = torch.tensor([backend.single_token_id(str(i + 1)) for i in range(max_opts)],
+                                       device=device)
+        self.option_mask = (torch.arange(max_opts, device=device)[None, :]
+                            < torch.tensor(n_options, device=device)[:, None])          # [Q, O]
+        self.option_values = torch.arange(1, max_opts + 1, device=device, dtype=torch.float32)
+
+        splits = [split_prompt(backend, p, position, system_prompt) for p in prompts]
+        heads = [tuple(h) for h, _ in splits]
+        unique = list(dict.fromkeys(heads))
+        self.head_index = torch.tensor([unique.index(h) for h in heads], device=device)   # [Q]
+        self.cache = self._encode_heads(unique)
+        tails = [t for _, t in splits]
+        self.tail_lengths = torch.tensor([len(t) for t in tails], device=device)           # [Q]
+        width = max(len(t) for t in tails)
+        pad_id = backend.tokenizer.pad_token_id or 0
+        tail_ids = torch.tensor([t + [pad_id] * (width - len(t)) for t in tails], device=device)
+        self.tail_embeds = backend.embed(tail_ids)                                          # [Q, T, H]
+        self.tail_mask = torch.arange(width, device=device)[None, :] < self.tail_lengths[:, None]
+        self.n_items = len(prompts)
+        self.head_tokens = [len(h) for h in heads]
+        self.tail_tokens = [len(t) for t in tails]
+        self.batch_rows = batch_rows
+        self.forward_tokens = 0  # new tokens run through the model, for throughput accounting
+        params = inspect.signature(backend.model.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
+
+    @torch.inference_mode()
+    def _encode_heads(self, heads: list[tuple[int, ...]]) -> _PrefixCache:
+        """One forward per distinct head, unpadded, so its KV equals a plain forward's exactly."""
+        model, device = self.backend.model, self.backend.device
+        per_head = []
+        for ids in heads:
+            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+            past = getattr(out, "cache", None) or out.past_key_values
+            per_head.append([(layer.keys, layer.values) for layer in past.layers])
+        longest = max(len(h) for h in heads)
+        keys, values = [], []
+        for layer in range(len(per_head[0])):
+            k0 = per_head[0][layer][0]
+            k = k0.new_zeros((len(heads), k0.shape[1], longest, k0.shape[3]))
+            v = torch.zeros_like(k)
+            for u, head in enumerate(per_head):
+                n = len(heads[u])
+                k[u, :, :n] = head[layer][0][0]
+                v[u, :, :n] = head[layer][1][0]
+            keys.append(k)
+            values.append(v)
+        return _PrefixCache(keys, values, torch.tensor([len(h) for h in heads], device=device))
+
+    def rows_per_batch(self, n_soft: int) -> int:
+        """Rows (candidate x item) per forward, sized so one batch stays within the memory budget."""
+        if self.batch_rows:
+            return self.batch_rows
+        cfg = self.backend.model.config
+        bytes_per = torch.finfo(self.backend.dtype).bits // 8
+        new = n_soft + self.tail_embeds.shape[1]
+        total = self.cache.keys[0].shape[2] + new
+        kv = 2 * 2 * len(self.cache.keys) * self.cache.keys[0].shape[1] * self.cache.keys[0].shape[3] * total
+        acts = new * (8 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size))
+        attn = 2 * cfg.num_attention_heads * new * total
+        per_row = bytes_per * (kv + acts + attn) + 4 * 2 * cfg.vocab_size
+        return max(1, int(self.memory_budget_mb * 2**20 // per_row))
+
+    @torch.inference_mode()
+    def evaluate(self, soft: torch.Tensor | None) -> AnswerDistribution:
+        """soft: [P, K, H] soft-prompt embeddings (K may be 0), or None for the bare model."""
+        backend = self.backend
+        if soft is None:
+            soft = torch.zeros(1, 0, backend.hidden_size, device=backend.device, dtype=backend.dtype)
+        if soft.dim() != 3 or soft.shape[2] != backend.hidden_size:
+            raise ValueError(f"soft prompts must be [P, K, {backend.hidden_size}], got {list(soft.shape)}")
+        soft = soft.to(device=backend.device, dtype=backend.dtype)
+        P, K, Q = soft.shape[0], soft.shape[1], self.n_items
+        rows = torch.arange(P * Q, device=backend.device)
+        log_probs = []
+        start, step = 0, self.rows_per_batch(K)
+        while start < rows.numel():
+            chunk = rows[start:start + step]
+            try:
+                log_probs.append(self._forward_rows(soft, chunk // Q, chunk % Q))
+            except torch.OutOfMemoryError:
+                if step == 1:
+                    raise
+                step = max(1, step // 2)
+                self.batch_rows = step
+                if backend.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start += chunk.numel()
+        self.last_batch_rows = step
+        logp = torch.cat(log_probs).view(P, Q, -1)                               # [P, Q, 1 + O]
+        option_logp = logp[..., 1:].masked_fill(~self.option_mask, float("-inf"))
+        mass_logp = torch.logsumexp(option_logp, dim=-1)
+        probs = torch.softmax(option_logp, dim=-1)
+        expected = (probs * self.option_values).sum(-1)
+        return AnswerDistribution(probs=probs, mass=(mass_logp - logp[..., 0]).exp(), expected=expected)
+
+    def _forward_rows(self, soft: torch.Tensor, cand: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Rows (cand[i], item[i]) -> [B, 1 + O]: log-normaliser of the full vocabulary, option logits."""
+        model, cache = self.backend.model, self.cache
+        K = soft.shape[1]
+        head = self.head_index[item]
+        embeds = torch.cat([soft[cand], self.tail_embeds[item]], dim=1)            # [B, K + T, H]
+        new_mask = torch.cat([torch.ones(len(item), K, dtype=torch.bool, device=soft.device),
+                              self.tail_mask[item]], dim=1)
+        head_len = cache.lengths[head]
+        head_mask = torch.arange(cache.keys[0].shape[2], device=soft.device)[None, :] < head_len[:, None]
+        positions = head_len[:, None] + torch.arange(embeds.shape[1], device=soft.device)[None, :]
+        past = DynamicCache(ddp_cache_data=[(k[head], v[head]) for k, v in zip(cache.keys, cache.values)],
+                            config=model.config)
+        hidden = model.model(inputs_embeds=embeds, attention_mask=torch.cat([head_mask, new_mask], 1).long(),
+                             position_ids=positions, use_cache=True, **{self._cache_kw: past}).last_hidden_state
+        last = K + self.tail_lengths[item] - 1
+        h = hidden[torch.arange(len(item), device=soft.device), last]            # [B, H]
+        logits = model.get_output_embeddings()(h).float()                         # [B, V]: one position only
+        if logits.shape != (len(item), model.config.vocab_size):
+            raise RuntimeError(f"expected answer-position logits [{len(item)}, V], got {list(logits.shape)}")
+        self.forward_tokens += int(new_mask.sum())
+        return torch.cat([torch.logsumexp(logits, -1, keepdim=True), logits[:, self.option_ids]], dim=1)

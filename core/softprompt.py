@@ -1,0 +1,78 @@
+"""Soft-prompt parametrisations: a search vector z -> K virtual-token embeddings [P, K, H].
+
+``direct`` searches all K x H values; ``subspace`` searches z in R^d and decodes x0 + A z
+with a seeded random projection A (Black-Box Tuning, Sun et al. 2022), d << K x H. Both
+start at x0, the embeddings of K real vocabulary tokens, and take their bounds from the
+model's embedding statistics so candidates stay in the region real tokens occupy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SoftPromptSpace:
+    """What the optimizer searches (dim, bounds, z0) and how to turn it into embeddings."""
+
+    kind: str
+    n_tokens: int
+    hidden_size: int
+    x0: torch.Tensor                 # [K, H], the starting soft prompt
+    lower: torch.Tensor              # [dim]
+    upper: torch.Tensor              # [dim]
+    projection: torch.Tensor | None  # [d, K*H] for subspace, None for direct
+    init_tokens: list[int]
+
+    @property
+    def dim(self) -> int:
+        return self.lower.numel()
+
+    @property
+    def z0(self) -> torch.Tensor:
+        """The search point that decodes to x0."""
+        return self.x0.flatten() if self.projection is None else torch.zeros_like(self.lower)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z [P, dim] -> soft-prompt embeddings [P, K, H] (same device, x0's dtype)."""
+        z = z.to(self.x0)
+        flat = z if self.projection is None else self.x0.flatten() + z @ self.projection
+        return flat.view(-1, self.n_tokens, self.hidden_size)
+
+    def describe(self) -> dict:
+        return {"space": self.kind, "tokens": self.n_tokens, "dim": self.dim, "init_tokens": self.init_tokens,
+                "bounds": [float(self.lower.min()), float(self.upper.max())]}
+
+
+def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, seed: int,
+               special_ids: set[int] | None = None) -> SoftPromptSpace:
+    """Build a seeded search space from the model's input embedding table [V, H]."""
+    if n_tokens < 1:
+        raise ValueError(f"--tokens must be >= 1 (got {n_tokens})")
+    if subspace < 0:
+        raise ValueError(f"--subspace must be >= 0 (0 searches all values directly; got {subspace})")
+    emb = embedding_matrix.detach().float()
+    vocab, hidden = emb.shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    allowed = torch.ones(vocab, dtype=torch.bool)
+    if special_ids:
+        allowed[list(special_ids)] = False
+    candidates = allowed.nonzero().flatten()
+    init = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_tokens]].tolist()
+    x0 = emb[init].clone()
+    device = embedding_matrix.device
+    if subspace == 0:
+        # each coordinate may range over what real tokens use in that hidden dimension
+        lo, hi = emb.min(0).values, emb.max(0).values
+        return SoftPromptSpace("direct", n_tokens, hidden, x0.to(device), lo.repeat(n_tokens).to(device),
+                               hi.repeat(n_tokens).to(device), None, init)
+    # z uniform in [-1, 1]^d has per-entry variance 1/3, so A ~ N(0, 3 std^2 / d) makes A z
+    # about as large, per coordinate, as real embeddings vary around their mean
+    std = emb.std(0)                                                       # [H]
+    scale = (std.repeat(n_tokens) * (3.0 / subspace) ** 0.5)[None, :]      # [1, K*H]
+    projection = torch.randn(subspace, n_tokens * hidden, generator=gen) * scale
+    ones = torch.ones(subspace)
+    return SoftPromptSpace("subspace", n_tokens, hidden, x0.to(device), (-ones).to(device), ones.to(device),
+                           projection.to(device), init)

@@ -1,0 +1,101 @@
+"""A frozen causal language model with the few operations the soft-prompt evaluator needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """fp32 on CPU (bf16 matmuls are slower there), bf16 on CUDA, unless asked otherwise."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}") from None
+
+
+@dataclass
+class CausalLMBackend:
+    """A frozen Hugging Face causal LM and its tokenizer; nothing here ever changes the weights."""
+
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.model.requires_grad_(False)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"model {self.name!r} has no chat template; use an instruction-tuned model")
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        """The input embedding table [V, H], for initialising soft prompts and deriving bounds."""
+        return self.model.get_input_embeddings().weight
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text as written (special-token strings from the chat template included)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def single_token_id(self, text: str) -> int:
+        ids = self.encode(text)
+        if len(ids) != 1:
+            raise ValueError(f"answer option {text!r} is {len(ids)} tokens for model {self.name!r}; "
+                             "the evaluator needs each option label to be one token")
+        return ids[0]
+
+    def describe(self) -> dict:
+        cfg = self.model.config
+        return {"name": self.name, "source": self.source, "architecture": type(self.model).__name__,
+                "hidden_size": self.hidden_size, "layers": getattr(cfg, "num_hidden_layers", None),
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device), **self.info}
+
+
+def load_pretrained(name_or_path: str, device: str | torch.device = "cpu",
+                    dtype: str | torch.dtype | None = None, **kwargs) -> CausalLMBackend:
+    """Load a local directory or a model id already in the Hugging Face cache (never downloads)."""
+    device = torch.device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    local = Path(name_or_path).expanduser()
+    target = str(local) if local.exists() else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            target, local_files_only=True, dtype=torch_dtype, attn_implementation="sdpa", **kwargs)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"model {name_or_path!r} is neither a local directory nor in the Hugging Face cache "
+            f"({str(exc).splitlines()[0]}); use smollm2, tiny, or a path to a saved model") from None
+    return CausalLMBackend(name=name_or_path, model=model.to(device), tokenizer=tokenizer, source=target)

