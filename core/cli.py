@@ -44,6 +44,7 @@ RUN_OPTIONS = [
     click.option("--position", type=click.Choice(["suffix", "prefix"]), help="where the soft tokens go (default suffix)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype"),
+    click.option("--targets", help="target table to resolve --country in (default hofstede)"),
     click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),
 ]
@@ -57,13 +58,23 @@ def run_options(fn):
 
 @cli.command()
 @run_options
+@click.option("--target-loss", type=float, help="stop once the best loss is at or below this")
+@click.option("--patience", type=int, help="stop after this many generations without improvement")
+@click.option("--time-limit", type=float, help="stop after this many seconds of optimisation")
+@click.option("--icl/--no-icl", "icl_baseline", default=None, help="also score the ICL persona baseline (default on)")
 @click.option("--out", help="run directory (default runs/<time>-<optimizer>-<country>)")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="continue the run in this directory")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(config_file, quiet, **flags) -> None:
+def run(config_file, quiet, resume_dir, **flags) -> None:
     """Align the model's survey answers to a target country by optimising a soft prompt."""
     from .config import build_config
-    from .runner import run as run_alignment
+    from .runner import resume, run as run_alignment
 
+    if resume_dir:
+        if config_file:
+            raise UsageError("--resume continues the run's own config; drop --config")
+        resume(resume_dir, host(), overrides=flags, progress=not quiet, echo=click.echo)
+        return
     config = build_config(config_file, **flags)
     run_alignment(config, host(), progress=not quiet, echo=click.echo)
 
@@ -85,6 +96,29 @@ def evaluate(config_file, baseline, soft_prompt, as_json, **flags) -> None:
                f"({result['loss_definition']})")
     for dim, value in result["dimensions"].items():
         click.echo(f"  {dim}  target {result['target']['scores'][dim]:>5.0f}  model {value:>6.1f}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="where to write report.png and report.md "
+              "(default: the run directory)")
+def report(run_dir, out) -> None:
+    """Plot a finished run (loss curve; dimensions naive/ICL/aligned vs target) and write report.md."""
+    from .report import make_report
+
+    png, md = make_report(run_dir, out)
+    click.echo(f"wrote {png} and {md}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--base-model", help="base_model_name_or_path for the PEFT adapter (default: the run's model)")
+def export(run_dir, base_model) -> None:
+    """Write history.parquet and the best soft prompt as a PEFT prompt-tuning adapter (best/peft/)."""
+    from .export import export_history, export_peft
+
+    click.echo(f"wrote {export_history(run_dir)}")
+    click.echo(f"wrote {export_peft(run_dir, base_model)}/ (PEFT prepends its virtual tokens; see its README.md)")
 
 
 @cli.command()

@@ -99,7 +99,7 @@ class SoftPromptEvaluator:
         model, device = self.backend.model, self.backend.device
         per_head = []
         for ids in heads:
-            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+            out = model.model(input_ids=torch.tensor([ids], device=device), use_cache=True)  # no output head
             past = getattr(out, "cache", None) or out.past_key_values
             per_head.append([(layer.keys, layer.values) for layer in past.layers])
         longest = max(len(h) for h in heads)

@@ -5,7 +5,7 @@ Registration hooks receive a ``register`` callable; call it once per thing you p
 name that another plugin already registered is an error that names both plugins.
 Built-in plugins are registered before entry-point plugins; never depend on the order
 between entry-point plugins. Lifecycle hooks receive the run's state; their return values
-are ignored.
+are ignored. The full guide for plugin authors is docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ Register = Callable[..., None]
 def promptopt_register_models(register: Register) -> None:
     """Register model backends: ``register(name, factory)``.
 
-    :param register: ``factory(device: str, dtype: str | None) -> CausalLMBackend``.
+    :param register: ``register(name, factory, description="")`` where
+        ``factory(device: str, dtype: str | None) -> CausalLMBackend`` (called with keywords).
 
-    Called once when the plugin host starts, before any command runs.
+    Called once when the plugin host starts, before any command runs. The factory's signature
+    is checked on registration; the backend it returns is checked when first created.
     """
 
 
@@ -33,9 +35,12 @@ def promptopt_register_models(register: Register) -> None:
 def promptopt_register_instruments(register: Register) -> None:
     """Register survey instruments: ``register(name, factory)``.
 
-    :param register: ``factory() -> promptopt.objectives.Instrument``.
+    :param register: ``register(name, factory, description="")`` where
+        ``factory() -> promptopt.objectives.Instrument`` (``load_instrument(path)`` builds one
+        from a TOML file; an instrument with a ``[scorer]`` section brings its own scorer).
 
-    Called once when the plugin host starts.
+    Called once when the plugin host starts. The factory is not called then: what it returns
+    (an Instrument whose every item has an answer scale) is checked when first created.
     """
 
 
@@ -43,11 +48,13 @@ def promptopt_register_instruments(register: Register) -> None:
 def promptopt_register_scorers(register: Register) -> None:
     """Register dimension scorers: ``register(name, factory)``.
 
-    :param register: ``factory(constants: dict[str, float] | None) -> LinearScorer`` (any
-        object with ``dimensions``, ``score(means [..., Q]) -> [..., D]`` and ``describe()``).
+    :param register: ``register(name, factory, description="")`` where
+        ``factory(constants: dict[str, float] | None) -> LinearScorer`` (called with the keyword
+        ``constants``; any object with ``dimensions``, ``score(means [..., Q]) -> [..., D]`` and
+        ``describe()`` will do).
 
-    Called once when the plugin host starts. A scorer named like an instrument is that
-    instrument's default scorer.
+    Called once when the plugin host starts. A scorer named like an instrument is the default
+    scorer of an instrument without a ``[scorer]`` section.
     """
 
 
@@ -55,11 +62,13 @@ def promptopt_register_scorers(register: Register) -> None:
 def promptopt_register_optimizers(register: Register) -> None:
     """Register optimizers: ``register(name, cls)``.
 
-    :param register: ``cls`` is a subclass of ``promptopt.optimizers.Optimizer``. A name ending
-        in ``:*`` registers a family: ``register("ng:*", make)`` where ``make(suffix) -> cls``
+    :param register: ``register(name, cls, description="")`` where ``cls`` is a subclass of
+        ``promptopt.optimizers.Optimizer`` implementing ``_ask`` and ``_tell``. A name ending in
+        ``:*`` registers a family: ``register("ng:*", make)`` where ``make(member) -> cls``
         resolves names such as ``ng:TwoPointsDE``.
 
-    Called once when the plugin host starts; classes are validated against the contract.
+    Called once when the plugin host starts; classes are validated on registration (family
+    members when first resolved).
     """
 
 
@@ -67,10 +76,12 @@ def promptopt_register_optimizers(register: Register) -> None:
 def promptopt_register_targets(register: Register) -> None:
     """Register named tables of target scores: ``register(name, factory)``.
 
-    :param register: ``factory() -> TargetTable`` with ``resolve(query) -> Target`` and
-        ``list() -> list[Target]``.
+    :param register: ``register(name, factory, description="")`` where ``factory() -> TargetTable``
+        with ``resolve(query) -> Target`` and ``list() -> list[Target]``. A run picks its table
+        with the ``targets`` option (default ``hofstede``); the scorer's dimensions must all
+        have scores in the resolved target.
 
-    Called once when the plugin host starts.
+    Called once when the plugin host starts; the table is checked when first used.
     """
 
 
@@ -80,7 +91,8 @@ def promptopt_register_commands(cli: Any) -> None:
 
     :param cli: the root ``click.Group``; call ``cli.add_command(...)``.
 
-    Called once when the CLI is built, after the built-in commands exist.
+    Called once per CLI invocation, after the built-in commands exist. A third-party
+    implementation that raises is reported and skipped.
     """
 
 
@@ -89,6 +101,9 @@ def promptopt_run_start(state: Any) -> None:
     """A run is about to evaluate its first generation (or resumed from a checkpoint).
 
     :param state: the runner's ``RunState`` (config, run directory, target, naive scores).
+
+    Called once per run session, after the baselines are scored. Third-party lifecycle hooks
+    that raise are reported once and ignored (fatal with ``PROMPTOPT_STRICT_PLUGINS=1``).
     """
 
 
@@ -98,6 +113,8 @@ def promptopt_generation_end(state: Any, record: dict) -> None:
 
     :param state: the runner's ``RunState``.
     :param record: the history row just written (generation, evaluations, losses, scores).
+
+    Called once per generation, after history.csv (and the checkpoint) was written.
     """
 
 
@@ -107,4 +124,6 @@ def promptopt_run_end(state: Any, summary: dict) -> None:
 
     :param state: the runner's ``RunState``.
     :param summary: the contents of summary.json.
+
+    Called once at the end of a run, after summary.json and best/ were written.
     """

@@ -2,20 +2,26 @@
 
 Each registration hook is called plugin by plugin, so every registered name remembers its
 plugin and one broken plugin is reported and skipped without stopping the others
-(``PROMPTOPT_STRICT_PLUGINS=1`` makes any plugin failure fatal).
+(``PROMPTOPT_STRICT_PLUGINS=1`` makes any plugin failure fatal). Everything registered is
+validated by the same checks whether it comes from a built-in or a third-party plugin:
+signatures when it is registered (cheap), and what a factory returns the first time it is
+created (instruments, scorers, models and target tables are not built at start-up, so a
+``promptopt list`` never pays for loading every plugin's data).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 
@@ -35,6 +41,9 @@ DEFAULT_PLUGINS = (
     "promptopt.plugins.eventlog",
 )
 DEFAULT_TARGET_TABLE = "hofstede"
+BUILTIN_DISTRIBUTION = "promptopt"
+# Hooks whose implementations are called by the host one plugin at a time (with `register`).
+REGISTRATION_HOOKS = tuple(f"promptopt_register_{kind}" for kind in KINDS)
 
 
 @dataclass
@@ -48,6 +57,18 @@ class PluginFailure:
 
 
 @dataclass
+class HookError:
+    """A lifecycle or command hook of a loaded plugin raised; the run went on without it."""
+
+    plugin: str
+    hook: str
+    reason: str
+
+    def message(self) -> str:
+        return f'Error in plugin "{self.plugin}", hook {self.hook}: {self.reason} (ignored; PROMPTOPT_STRICT_PLUGINS=1 makes it fatal)'
+
+
+@dataclass
 class PluginInfo:
     name: str
     distribution: str
@@ -55,19 +76,128 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(default_factory=dict)
 
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "distribution": self.distribution, "version": self.version,
+                "builtin": self.builtin, "hooks": list(self.hooks),
+                "registered": {k: list(v) for k, v in self.registered.items()}}
+
 
 def _env_list(name: str) -> set[str] | None:
     value = os.environ.get(name)
     return None if value is None else {v.strip() for v in value.split(",") if v.strip()}
 
 
-def _validate_optimizer(name: str, cls: Any) -> None:
+# -- validation: one function per kind, used for built-ins and third-party plugins alike ----
+
+def _describe(obj: Any) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__name__
+
+
+def _check_callable_as(kind: str, name: str, factory: Any, call: str, *args: Any, **kwargs: Any) -> None:
+    """The factory must accept exactly the keyword arguments the host will pass."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some builtins and C callables have no signature: trust them
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise PluginError(f'{kind} "{name}": factory {_describe(factory)}{signature} cannot be called as {call} ({exc})') from None
+
+
+def validate_model_factory(name: str, factory: Any) -> None:
+    _check_callable_as("model", name, factory, "factory(device=..., dtype=...)", device="cpu", dtype=None)
+
+
+def validate_instrument_factory(name: str, factory: Any) -> None:
+    _check_callable_as("instrument", name, factory, "factory()")
+
+
+def validate_scorer_factory(name: str, factory: Any) -> None:
+    _check_callable_as("scorer", name, factory, "factory(constants=...)", constants=None)
+
+
+def validate_target_factory(name: str, factory: Any) -> None:
+    _check_callable_as("target table", name, factory, "factory()")
+
+
+def validate_optimizer(name: str, cls: Any) -> None:
     from promptopt.optimizers import Optimizer
 
     if name.endswith(":*"):
-        return  # a family factory; its members are validated when resolved
+        _check_callable_as("optimizer family", name, cls, "make(member_name)", "Member")
+        return  # its members are validated when resolved
     if not (inspect.isclass(cls) and issubclass(cls, Optimizer)):
         raise PluginError(f'optimizer "{name}" must be a subclass of promptopt.optimizers.Optimizer, got {cls!r}')
+    missing = [m for m in ("_ask", "_tell") if getattr(cls, m) is getattr(Optimizer, m)]
+    if missing:
+        raise PluginError(f'optimizer "{name}" ({cls.__qualname__}) does not implement {" and ".join(missing)}; '
+                          "see promptopt.optimizers.Optimizer")
+
+
+VALIDATORS: dict[str, Callable[[str, Any], None]] = {
+    "models": validate_model_factory,
+    "instruments": validate_instrument_factory,
+    "scorers": validate_scorer_factory,
+    "optimizers": validate_optimizer,
+    "targets": validate_target_factory,
+}
+"""Registration-time checks per kind; every registration, built-in or not, goes through these."""
+
+MODEL_ATTRIBUTES = ("model", "tokenizer", "device", "dtype", "hidden_size", "embedding_matrix", "embed",
+                    "encode", "single_token_id", "render_chat", "describe")
+TARGET_ATTRIBUTES = ("code", "name", "scores", "source", "scores_tensor", "describe")
+
+
+def _missing(obj: Any, names: tuple[str, ...]) -> list[str]:
+    present = set(dir(obj))  # dir() does not evaluate properties
+    return [n for n in names if n not in present]
+
+
+def check_instrument(name: str, obj: Any) -> None:
+    """What an instrument factory returned: an Instrument whose every item has an answer scale."""
+    from promptopt.objectives import Instrument
+
+    if not isinstance(obj, Instrument):
+        raise PluginError(f'instrument "{name}": factory returned {type(obj).__name__}, expected a '
+                          "promptopt.objectives.Instrument (load_instrument(path) builds one from TOML)")
+    if not obj.items:
+        raise PluginError(f'instrument "{name}" has no content items')
+    for item in obj.items:
+        if getattr(getattr(item, "scale", None), "n_options", 0) < 2:
+            raise PluginError(f'instrument "{name}": item {item.number} has no answer scale with at least 2 options')
+
+
+def check_scorer(name: str, obj: Any) -> None:
+    dims = getattr(obj, "dimensions", None)
+    if (not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, str) for d in dims)
+            or not callable(getattr(obj, "score", None)) or not callable(getattr(obj, "describe", None))):
+        raise PluginError(f'scorer "{name}": factory returned {type(obj).__name__}, expected an object with '
+                          "dimensions (non-empty tuple of str), score(means) and describe(), e.g. a LinearScorer")
+
+
+def check_model(name: str, obj: Any) -> None:
+    missing = _missing(obj, MODEL_ATTRIBUTES)
+    if missing:
+        raise PluginError(f'model "{name}": factory returned {type(obj).__name__} without {", ".join(missing)}; '
+                          "expected a promptopt.models.CausalLMBackend")
+
+
+def check_target_table(name: str, obj: Any) -> None:
+    if not (callable(getattr(obj, "resolve", None)) and callable(getattr(obj, "list", None))):
+        raise PluginError(f'target table "{name}": factory returned {type(obj).__name__}, expected an object with '
+                          "resolve(query) -> Target and list() -> list[Target], e.g. a TargetTable")
+
+
+def check_target(table: str, obj: Any) -> None:
+    missing = _missing(obj, TARGET_ATTRIBUTES)
+    if missing or not isinstance(getattr(obj, "scores", None), Mapping):
+        raise PluginError(f'target table "{table}": resolve() returned {type(obj).__name__} without '
+                          f"{', '.join(missing) or 'a scores mapping'}; expected a promptopt.objectives.Target")
 
 
 class PluginHost:
@@ -79,18 +209,23 @@ class PluginHost:
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
+        self.hook_errors: list[HookError] = []
         self.info: dict[str, PluginInfo] = {}
-        self.registries = {kind: Registry(kind.rstrip("s"), _validate_optimizer if kind == "optimizers" else None)
-                           for kind in KINDS}
+        self.registries = {kind: Registry(kind.rstrip("s"), partial(self._validate, kind)) for kind in KINDS}
+        self._checked: set[tuple[str, str]] = set()
         from promptopt import __version__
 
         for module in DEFAULT_PLUGINS:
-            self._add(importlib.import_module(module), module, "promptopt", __version__)
+            self._add(importlib.import_module(module), module, BUILTIN_DISTRIBUTION, __version__)
         for plugin in extra_plugins:
-            self._add(plugin, getattr(plugin, "__name__", repr(plugin)), "(in-process)", "")
+            self._add(plugin, getattr(plugin, "__name__", None) or type(plugin).__name__, "(in-process)", "")
         if load_entrypoints:
             self._load_entrypoints()
         self._collect()
+
+    @staticmethod
+    def _validate(kind: str, name: str, factory: Any) -> None:
+        VALIDATORS[kind](name, factory)  # looked up at call time, so tests can observe it
 
     # -- loading -------------------------------------------------------------------------
     def _add(self, plugin: Any, name: str, dist: str, version: str) -> None:
@@ -99,28 +234,92 @@ class PluginHost:
         self.pm.register(plugin, name=name)
         try:
             self.pm.check_pending()  # a misspelled hook name fails loudly, not silently
-        except pluggy.PluginValidationError as exc:
+            self._check_impls(plugin)
+        except (pluggy.PluginValidationError, PluginError) as exc:
             self.pm.unregister(name=name)
-            self._fail(name, dist, f"{exc} (misspelled hook name?)")
+            reason = str(exc)
+            if isinstance(exc, pluggy.PluginValidationError):
+                reason += " (misspelled hook name?)"
+            if dist == BUILTIN_DISTRIBUTION:
+                raise PluginError(f'built-in plugin "{name}" failed: {reason}') from exc
+            self._fail(name, dist, reason)
             return
-        hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+        hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         self.info[name] = PluginInfo(name, dist, version, hooks)
+        if dist != BUILTIN_DISTRIBUTION:
+            self._guard_hooks(plugin, name)
+
+    def _impls(self, plugin: Any):
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    yield caller, impl
+
+    def _check_impls(self, plugin: Any) -> None:
+        """Catch the pluggy pitfalls that otherwise fail silently."""
+        for caller, impl in self._impls(plugin):
+            spec_args = caller.spec.argnames if caller.spec else ()
+            try:
+                params = inspect.signature(impl.function).parameters
+            except (TypeError, ValueError):
+                continue
+            defaulted = [p for p in spec_args if p in params and params[p].default is not inspect.Parameter.empty]
+            if defaulted:
+                raise PluginError(f"{caller.name}: argument {defaulted[0]!r} has a default value, so pluggy would "
+                                  "never pass it; remove the default")
+            if caller.name in REGISTRATION_HOOKS and (impl.hookwrapper or impl.wrapper):
+                raise PluginError(f"{caller.name} may not be a hook wrapper")
+
+    def _guard_hooks(self, plugin: Any, name: str) -> None:
+        """A third-party lifecycle or command hook that raises is reported, not fatal (unless strict)."""
+        for caller, impl in self._impls(plugin):
+            if caller.name in REGISTRATION_HOOKS or impl.hookwrapper or impl.wrapper:
+                continue
+            impl.function = self._guarded(name, caller.name, impl.function)
+
+    def _guarded(self, plugin: str, hook: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - isolate a tracker's failure from the run
+                error = HookError(plugin, hook, f"{type(exc).__name__}: {exc}")
+                if self.strict:
+                    raise PluginError(error.message()) from exc
+                if not any(e.plugin == plugin and e.hook == hook for e in self.hook_errors):
+                    log.warning(error.message())  # once per plugin and hook, not once per generation
+                self.hook_errors.append(error)
+                return None
+
+        return guarded
 
     def _load_entrypoints(self) -> None:
         allow, deny = _env_list("PROMPTOPT_LOAD_PLUGINS"), _env_list("PROMPTOPT_DISABLE_PLUGINS") or set()
+        seen: dict[str, Any] = {}
         for ep in entry_points(group=GROUP):
-            if (allow is not None and ep.name not in allow) or ep.name in deny:
-                continue
             dist = ep.dist.name if ep.dist else "unknown"
             version = ep.dist.version if ep.dist else ""
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
-                self._fail(ep.name, dist, f"{type(exc).__name__}: {exc}")
+            keys = {ep.name, dist}  # either the entry-point name or the distribution name selects it
+            if (allow is not None and not keys & allow) or keys & deny:
+                continue
+            if ep.name in seen:
+                other = seen[ep.name]
+                if other.value == ep.value:
+                    continue  # the same plugin found twice on sys.path (e.g. editable + installed)
+                other_dist = other.dist.name if other.dist else "unknown"
+                self._fail(ep.name, dist, f"entry point name already used by distribution {other_dist} "
+                                          f"({other.value}); rename one of them")
+                continue
+            seen[ep.name] = ep
+            if ep.name in self.info or ep.name in DEFAULT_PLUGINS:
+                self._fail(ep.name, dist, f'plugin name "{ep.name}" is already taken by a built-in plugin')
                 continue
             try:
+                plugin = ep.load()
                 self._add(plugin, ep.name, dist, version)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
+                if isinstance(exc, PluginError) and self.strict:
+                    raise
                 self._fail(ep.name, dist, f"{type(exc).__name__}: {exc}")
 
     def _collect(self) -> None:
@@ -131,11 +330,11 @@ class PluginHost:
                 name = impl.plugin_name
                 if name not in self.info:
                     continue  # already failed and removed
-                register = partial(self._register, kind, name)
+                kwargs = {"register": partial(self._register, kind, name)}
                 try:
-                    impl.function(register=register)
+                    impl.function(*[kwargs[arg] for arg in impl.argnames])
                 except Exception as exc:  # noqa: BLE001
-                    self._drop(name, f"{type(exc).__name__}: {exc}")
+                    self._drop(name, f"{type(exc).__name__}: {exc}" if not isinstance(exc, PluginError) else str(exc))
 
     def _register(self, kind: str, plugin: str, name: str, factory: Any, description: str = "") -> None:
         self.registries[kind].add(name, factory, description, plugin=plugin)
@@ -146,7 +345,7 @@ class PluginHost:
         for registry in self.registries.values():
             registry.remove_plugin(plugin)
         self.pm.unregister(name=plugin)
-        if info.distribution == "promptopt":
+        if info.builtin:
             raise PluginError(f'built-in plugin "{plugin}" failed: {reason}')
         self._fail(plugin, info.distribution, reason)
 
@@ -154,17 +353,39 @@ class PluginHost:
         failure = PluginFailure(plugin, dist, reason)
         if self.strict:
             raise PluginError(failure.message())
-        log.warning(failure.message())
+        # Recorded, not printed: the CLI prints host.failures once; an unknown name that a failed
+        # plugin may have provided mentions the failures in its error (see entry()).
+        log.info(failure.message())
         self.failures.append(failure)
+
+    # -- introspection -------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready: every loaded plugin (version, hooks, what it registered) and every failure."""
+        return {"plugins": [info.to_dict() for info in self.info.values()],
+                "failed": [{"name": f.plugin, "distribution": f.distribution, "error": f.reason}
+                           for f in self.failures]}
 
     # -- typed lookups -------------------------------------------------------------------
     def entry(self, kind: str, name: str) -> Entry:
-        return self.registries[kind].get(name)
+        try:
+            return self.registries[kind].get(name)
+        except UsageError as exc:
+            if not self.failures:
+                raise
+            failed = "; ".join(f'"{f.plugin}" ({f.reason})' for f in self.failures)
+            raise UsageError(f"{exc}; note: plugins that failed to load: {failed}") from None
+
+    def _checked_once(self, kind: str, name: str, obj: Any, check: Callable[[str, Any], None]) -> Any:
+        if (kind, name) not in self._checked:
+            check(name, obj)
+            self._checked.add((kind, name))
+        return obj
 
     def create_model(self, name: str, device: str = "cpu", dtype: str | None = None):
         """A model by registered name, else a local path or cached Hugging Face id."""
         if name in self.registries["models"]:
-            return self.registries["models"].get(name).factory(device=device, dtype=dtype)
+            backend = self.registries["models"].get(name).factory(device=device, dtype=dtype)
+            return self._checked_once("models", name, backend, check_model)
         from promptopt.models import load_pretrained
 
         if Path(name).expanduser().exists() or "/" in name:
@@ -172,7 +393,7 @@ class PluginHost:
                 return load_pretrained(name, device=device, dtype=dtype)
             except FileNotFoundError as exc:
                 raise UsageError(str(exc)) from None
-        self.registries["models"].get(name)  # raises the unknown-name error listing the models
+        self.entry("models", name)  # raises the unknown-name error listing the models
         raise AssertionError("unreachable")
 
     def create_instrument(self, name: str):
@@ -186,7 +407,8 @@ class PluginHost:
                 return load_instrument(name)
             except (ValueError, KeyError) as exc:
                 raise UsageError(str(exc).strip("'\"")) from None
-        return self.entry("instruments", name).factory()
+        instrument = self.entry("instruments", name).factory()
+        return self._checked_once("instruments", name, instrument, check_instrument)
 
     def create_scorer(self, instrument, name: str | None = None, constants: dict | None = None):
         """The named scorer, else the instrument's own ([scorer] table) or the one named like it."""
@@ -195,7 +417,11 @@ class PluginHost:
             if own is not None:
                 return own.with_constants(**constants) if constants else own
             name = instrument.name
-        return self.entry("scorers", name).factory(constants=constants)
+            if name not in self.registries["scorers"]:
+                raise UsageError(f"instrument {name!r} has no [scorer] section and no scorer named {name!r} is "
+                                 f"registered; give --scorer (registered: {', '.join(self.registries['scorers'].names())})")
+        scorer = self.entry("scorers", name).factory(constants=constants)
+        return self._checked_once("scorers", name, scorer, check_scorer)
 
     def optimizer_class(self, name: str) -> type:
         entry = self.entry("optimizers", name)
@@ -206,11 +432,18 @@ class PluginHost:
             cls = entry.factory(member)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        _validate_optimizer(name, cls)
+        validate_optimizer(name, cls)
         return cls
 
+    def target_table(self, table: str = DEFAULT_TARGET_TABLE):
+        """The registered target table (``resolve(query)``, ``list()``), checked on first use."""
+        return self._checked_once("targets", table, self.entry("targets", table).factory(), check_target_table)
+
     def target(self, query: str, table: str = DEFAULT_TARGET_TABLE):
+        targets = self.target_table(table)
         try:
-            return self.entry("targets", table).factory().resolve(query)
+            target = targets.resolve(query)
         except (ValueError, KeyError) as exc:
             raise UsageError(str(exc).strip("'\"")) from None
+        check_target(table, target)
+        return target

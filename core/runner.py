@@ -1,14 +1,20 @@
-"""One optimisation run: resolve plugins, evaluate the naive model, loop ask/evaluate/tell, write results."""
+"""One optimisation run: resolve plugins, score the baselines, loop ask/evaluate/tell, write results.
+
+Every generation ends with history.csv and a checkpoint written atomically, so a run killed
+at any point resumes (``promptopt run --resume DIR``) to exactly the history and soft prompt
+an uninterrupted run would have produced.
+"""
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -16,13 +22,17 @@ from tqdm.auto import tqdm
 from promptopt.objectives import L1_DESCRIPTION
 
 from . import __version__
-from .config import RunConfig
-from .errors import UsageError
+from .baselines import icl_system_prompt
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig, config_from_mapping
+from .errors import CheckpointError, PromptoptError, UsageError
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
 from .rundir import write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, make_space
+
+RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience")
 
 
 @dataclass
@@ -34,9 +44,26 @@ class RunState:
     target: Any
     dimensions: tuple[str, ...]
     naive: dict[str, Any] = field(default_factory=dict)
+    icl: dict[str, Any] | None = None
     history: list[dict] = field(default_factory=list)
+    best_loss: float = float("inf")
     best_scores: list[float] | None = None
+    elapsed: float = 0.0  # optimisation seconds over all sessions of this run
+    stop_reason: str = ""
     optimizer: Any = None
+
+
+@dataclass
+class Session:
+    """A run's live objects, rebuilt identically from the config on start and on resume."""
+
+    backend: Any
+    instrument: Any
+    scorer: Any
+    target: Any
+    objective: SurveyObjective
+    space: SoftPromptSpace
+    optimizer: Any
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -53,14 +80,18 @@ def versions() -> dict[str, str]:
 
 def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt: str | None = None,
                     wording: str = "main"):
-    """Instrument, scorer, target and evaluator for a config, on an already loaded model."""
+    """Instrument, scorer, target and objective for a config, on an already loaded model."""
     instrument = host.create_instrument(config.instrument)
     scorer = host.create_scorer(instrument, config.scorer, config.constants or None)
     target = host.target(config.country, config.targets)
     evaluator = SoftPromptEvaluator(backend, instrument.prompts(wording), list(instrument.n_options),
                                     position=config.position, system_prompt=system_prompt,
                                     batch_rows=config.batch_rows)
-    return instrument, scorer, target, SurveyObjective(evaluator, scorer, target)
+    try:
+        objective = SurveyObjective(evaluator, scorer, target)
+    except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
+        raise UsageError(str(exc)) from None
+    return instrument, scorer, target, objective
 
 
 def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
@@ -68,99 +99,219 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
     if config.popsize < getattr(cls, "min_popsize", 1):
         raise UsageError(f"--popsize must be >= {cls.min_popsize} for {config.optimizer} (got {config.popsize})")
     hyper = dict(config.hyper)
-    if "x0" in getattr(cls, "accepts", ("x0",)):
-        hyper.setdefault("x0", space.z0)
+    hyper.setdefault("x0", space.z0)  # start the search at the initial soft prompt
     try:
         return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
                    device=space.lower.device, **hyper)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        if "x0" in str(exc) and "x0" not in config.hyper:  # a plugin optimizer without x0 support
+            hyper.pop("x0")
+            return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
+                       device=space.lower.device, **hyper)
+        raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
+    except ValueError as exc:
         raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
 
 
-def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,
-        progress: bool = True, echo=print) -> dict[str, Any]:
-    """Align the model to the target; returns summary.json's contents."""
-    host = host or PluginHost()
-    run_dir = Path(run_dir or config.out or default_run_dir(config))
-    if (run_dir / "config.json").exists():
-        raise UsageError(f"run directory {run_dir} already holds a run; choose another --out")
-    started = time.perf_counter()
+def open_session(host: PluginHost, config: RunConfig) -> Session:
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
-    special = set(backend.tokenizer.all_special_ids)
     try:
-        space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed, special)
+        space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
+                           set(backend.tokenizer.all_special_ids))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    optimizer = make_optimizer(host, config, space)
-    state = RunState(config, run_dir, target, objective.dimensions, optimizer=optimizer)
-
-    write_json(run_dir / "config.json", {
-        "config": config.to_dict(), "model": backend.describe(), "instrument": instrument.describe(),
-        "scorer": scorer.describe(), "target": target.describe(), "loss": L1_DESCRIPTION,
-        "search_space": space.describe(), "optimizer": {"name": config.optimizer, "class": type(optimizer).__name__,
-                                                        "hyper": {k: v for k, v in config.hyper.items()}},
-        "evaluator": {"position": config.position, "head_tokens": objective.evaluator.head_tokens,
-                      "tail_tokens": objective.evaluator.tail_tokens},
-        "generations": config.total_generations, "seed": config.seed, "versions": versions(),
-        "command": sys.argv, "started": datetime.now(timezone.utc).isoformat()})
-
-    naive = objective(None)
-    state.naive = {"loss": float(naive.loss[0]), "dimensions": _dims(objective.dimensions, naive.scores[0])}
-    host.pm.hook.promptopt_run_start(state=state)
-
-    best_loss = float("inf")
-    bar = tqdm(range(config.total_generations), desc="generations", unit="gen", disable=not progress, file=sys.stderr)
-    for generation in bar:
-        t0 = time.perf_counter()
-        z = optimizer.ask()
-        result = objective(space.decode(z))
-        optimizer.tell(result.loss)
-        i = int(torch.argmin(result.loss))
-        if float(result.loss[i]) < best_loss:
-            best_loss, state.best_scores = float(result.loss[i]), result.scores[i].tolist()
-        record = {"generation": generation + 1, "evaluations": optimizer.evaluations, "best_loss": best_loss,
-                  "mean_loss": float(result.loss.mean()), "seconds": round(time.perf_counter() - t0, 3),
-                  **dict(zip(objective.dimensions, state.best_scores))}
-        state.history.append(record)
-        write_history(run_dir / "history.csv", state.history)
-        bar.set_postfix(best=f"{best_loss:.2f}", naive=f"{state.naive['loss']:.2f}")
-        host.pm.hook.promptopt_generation_end(state=state, record=record)
-
-    z_best, f_best = optimizer.best
-    best_soft = space.decode(z_best[None])[0]
-    final = objective(best_soft[None])  # re-evaluated alone: the saved prompt's own scores
-    summary = {
-        "loss": float(final.loss[0]), "naive_loss": state.naive["loss"], "loss_definition": L1_DESCRIPTION,
-        "dimensions": _dims(objective.dimensions, final.scores[0]), "naive_dimensions": state.naive["dimensions"],
-        "target": {"code": target.code, "name": target.name, "source": target.source,
-                   "scores": {d: target.scores[d] for d in objective.dimensions}},
-        "evaluations": optimizer.evaluations, "generations": config.total_generations,
-        "seconds": round(time.perf_counter() - started, 2), "option_mass": float(final.answers.mass.mean()),
-        "naive_option_mass": float(naive.answers.mass.mean()), "optimizer": config.optimizer, "seed": config.seed,
-        "model": config.model, "instrument": instrument.name, "run_dir": str(run_dir)}
-    write_soft_prompt(run_dir / "best", best_soft, {
-        "model": config.model, "instrument": instrument.name, "target": target.code, "position": config.position,
-        "tokens": config.tokens, "hidden_size": space.hidden_size, "loss": summary["loss"],
-        "search_space": space.describe(), "promptopt": __version__})
-    write_json(run_dir / "summary.json", summary)
-    host.pm.hook.promptopt_run_end(state=state, summary=summary)
-    echo(format_comparison(summary))
-    return summary
+    return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))
 
 
 def _dims(dimensions, scores: torch.Tensor) -> dict[str, float]:
     return {d: round(float(v), 3) for d, v in zip(dimensions, scores.tolist())}
 
 
+def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
+    """Naive (the bare model) and, if asked, ICL (a persona system prompt) scores."""
+    objective = session.objective
+    naive = objective(None)
+    state.naive = {"loss": float(naive.loss[0]), "dimensions": _dims(objective.dimensions, naive.scores[0]),
+                   "option_mass": float(naive.answers.mass.mean())}
+    if state.config.icl_baseline:
+        _, _, _, icl_objective = build_objective(host, state.config, session.backend,
+                                                 icl_system_prompt(session.target))
+        icl = icl_objective(None)
+        state.icl = {"loss": float(icl.loss[0]), "dimensions": _dims(objective.dimensions, icl.scores[0]),
+                     "system_prompt": icl_system_prompt(session.target)}
+
+
+def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,
+        progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Start a new run; returns summary.json's contents."""
+    host = host or PluginHost()
+    run_dir = Path(run_dir or config.out or default_run_dir(config))
+    if (run_dir / "config.json").exists():
+        raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
+    session = open_session(host, config)
+    space, optimizer = session.space, session.optimizer
+    write_json(run_dir / "config.json", {
+        "config": config.to_dict(), "model": session.backend.describe(), "instrument": session.instrument.describe(),
+        "scorer": session.scorer.describe(), "target": session.target.describe(), "loss": L1_DESCRIPTION,
+        "search_space": space.describe(),
+        "optimizer": {"name": config.optimizer, "class": type(optimizer).__name__, "hyper": dict(config.hyper),
+                      "capabilities": sorted(getattr(optimizer, "capabilities", ()))},
+        "evaluator": {"position": config.position, "head_tokens": session.objective.evaluator.head_tokens,
+                      "tail_tokens": session.objective.evaluator.tail_tokens},
+        "generations": config.total_generations, "seed": config.seed, "versions": versions(),
+        "command": sys.argv, "started": datetime.now(timezone.utc).isoformat()})
+    state = RunState(config, run_dir, session.target, session.objective.dimensions, optimizer=optimizer)
+    _baselines(host, session, state)
+    _save(state)
+    return _optimise(host, session, state, progress, echo)
+
+
+def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[str, Any] | None = None,
+           progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Continue a run from its newest good checkpoint, as if it had never stopped."""
+    host = host or PluginHost()
+    run_dir = Path(run_dir)
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} is not a run directory (no config.json); give a directory written by `promptopt run`") from None
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise CheckpointError(f"{run_dir}/config.json is damaged ({exc})") from None
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
+    if bad:
+        raise UsageError(f"--resume continues the run's own config; it cannot change {', '.join(bad)} "
+                         f"(only {', '.join(RESUME_OVERRIDABLE)})")
+    if "generations" in overrides:
+        saved["budget"] = None
+    if "budget" in overrides:
+        saved["generations"] = None
+    config = RunConfig(**config_from_mapping({**saved, **overrides}, where=str(run_dir / "config.json"))).validate()
+    checkpoint = load_checkpoint(run_dir, warn=echo)
+    session = open_session(host, config)
+    try:
+        session.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint in {run_dir} does not fit this run's optimizer ({exc})") from None
+    state = RunState(config, run_dir, session.target, session.objective.dimensions, optimizer=session.optimizer,
+                     naive=checkpoint["naive"], icl=checkpoint.get("icl"), history=checkpoint["history"],
+                     best_loss=checkpoint["best_loss"], best_scores=checkpoint["best_scores"],
+                     elapsed=checkpoint["elapsed"])
+    write_history(run_dir / "history.csv", state.history)  # drop rows written after the checkpoint
+    return _optimise(host, session, state, progress, echo)
+
+
+def _save(state: RunState) -> None:
+    save_checkpoint(state.run_dir, {
+        "optimizer": state.optimizer.state_dict(), "history": state.history, "naive": state.naive,
+        "icl": state.icl, "best_loss": state.best_loss, "best_scores": state.best_scores,
+        "elapsed": state.elapsed})
+
+
+def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
+    config, history = state.config, state.history
+    if len(history) >= config.total_generations:
+        return "budget"
+    if config.target_loss is not None and state.best_loss <= config.target_loss:
+        return "target_loss"
+    if config.patience is not None and len(history) > config.patience:
+        if history[-1]["best_loss"] >= history[-1 - config.patience]["best_loss"]:
+            return "patience"
+    if config.time_limit is not None and elapsed0 + time.perf_counter() - started >= config.time_limit:
+        return "time_limit"
+    return ""
+
+
+def _optimise(host: PluginHost, session: Session, state: RunState, progress: bool,
+              echo: Callable[[str], None]) -> dict[str, Any]:
+    objective, space, optimizer = session.objective, session.space, session.optimizer
+    host.pm.hook.promptopt_run_start(state=state)
+    started, elapsed0 = time.perf_counter(), state.elapsed
+    bar = tqdm(total=state.config.total_generations, initial=len(state.history), desc="generations", unit="gen",
+               disable=not progress, file=sys.stderr)
+    while not (reason := _should_stop(state, started, elapsed0)):
+        t0 = time.perf_counter()
+        result = objective(space.decode(optimizer.ask()))
+        optimizer.tell(result.loss)
+        i = int(torch.argmin(result.loss))
+        if float(result.loss[i]) < state.best_loss:
+            state.best_loss, state.best_scores = float(result.loss[i]), result.scores[i].tolist()
+        record = {"generation": len(state.history) + 1, "evaluations": optimizer.evaluations,
+                  "best_loss": state.best_loss, "mean_loss": float(result.loss.mean()),
+                  "seconds": round(time.perf_counter() - t0, 3), **dict(zip(objective.dimensions, state.best_scores))}
+        state.history.append(record)
+        state.elapsed = elapsed0 + time.perf_counter() - started
+        write_history(state.run_dir / "history.csv", state.history)
+        _save(state)
+        bar.update(1)
+        bar.set_postfix(best=f"{state.best_loss:.2f}", naive=f"{state.naive['loss']:.2f}")
+        host.pm.hook.promptopt_generation_end(state=state, record=record)
+    bar.close()
+    state.stop_reason = reason
+    return _finish(host, session, state, echo)
+
+
+def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[[str], None]) -> dict[str, Any]:
+    objective, config, target = session.objective, state.config, session.target
+    z_best, _ = session.optimizer.best
+    best_soft = session.space.decode(z_best[None])[0]
+    final = objective(best_soft[None])  # re-evaluated alone: the saved prompt's own scores
+    summary = {
+        "loss": float(final.loss[0]), "naive_loss": state.naive["loss"],
+        "icl_loss": state.icl["loss"] if state.icl else None, "loss_definition": L1_DESCRIPTION,
+        "dimensions": _dims(objective.dimensions, final.scores[0]), "naive_dimensions": state.naive["dimensions"],
+        "icl_dimensions": state.icl["dimensions"] if state.icl else None,
+        "target": {"code": target.code, "name": target.name, "source": target.source,
+                   "scores": {d: target.scores[d] for d in objective.dimensions}},
+        "evaluations": session.optimizer.evaluations, "generations": len(state.history),
+        "stop_reason": state.stop_reason, "seconds": round(state.elapsed, 2),
+        "option_mass": float(final.answers.mass.mean()), "naive_option_mass": state.naive["option_mass"],
+        "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
+        "instrument": session.instrument.name, "run_dir": str(state.run_dir)}
+    write_soft_prompt(state.run_dir / "best", best_soft, {
+        "model": config.model, "instrument": session.instrument.name, "target": target.code,
+        "position": config.position, "tokens": config.tokens, "hidden_size": session.space.hidden_size,
+        "loss": summary["loss"], "search_space": session.space.describe(), "promptopt": __version__})
+    write_json(state.run_dir / "summary.json", summary)
+    write_extras(state.run_dir, session.instrument, final.answers)
+    host.pm.hook.promptopt_run_end(state=state, summary=summary)
+    echo(format_comparison(summary))
+    return summary
+
+
+def write_extras(run_dir: Path, instrument, answers) -> None:
+    """history.parquet, best/item_answers.csv, best/peft/ and report.png + report.md.
+
+    summary.json and best/ are already written, so a failure here (say matplotlib or pyarrow
+    missing) only warns on stderr instead of failing a finished run.
+    """
+    from .export import export_history, export_peft, write_item_answers
+    from .report import make_report
+
+    steps = (("history.parquet", lambda: export_history(run_dir)),
+             ("best/item_answers.csv", lambda: write_item_answers(run_dir, instrument, answers)),
+             ("best/peft/", lambda: export_peft(run_dir)),
+             ("report.png / report.md", lambda: make_report(run_dir)))
+    for name, step in steps:
+        try:
+            step()
+        except (ImportError, PromptoptError, OSError, ValueError) as exc:
+            print(f"warning: could not write {name}: {exc}", file=sys.stderr)
+
+
 def format_comparison(summary: dict[str, Any]) -> str:
-    """The before/after table: each dimension, target vs naive vs aligned."""
-    target = summary["target"]
-    lines = [f"{target['name']} ({target['code']}), target source: {target['source']}",
-             f"{'dimension':<10}{'target':>8}{'naive':>9}{'aligned':>9}"]
+    """The before/after table: each dimension, target vs naive (vs ICL) vs aligned."""
+    target, icl = summary["target"], summary.get("icl_dimensions")
+    header = f"{'dimension':<10}{'target':>8}{'naive':>9}" + (f"{'ICL':>9}" if icl else "") + f"{'aligned':>9}"
+    lines = [f"{target['name']} ({target['code']}), target source: {target['source']}", header]
     for dim, goal in target["scores"].items():
-        lines.append(f"{dim:<10}{goal:>8.0f}{summary['naive_dimensions'][dim]:>9.1f}{summary['dimensions'][dim]:>9.1f}")
-    lines.append(f"{'L1 loss':<10}{'':>8}{summary['naive_loss']:>9.2f}{summary['loss']:>9.2f}")
-    lines.append(f"{summary['loss_definition']}; {summary['evaluations']} evaluations in {summary['seconds']:.0f} s; "
-                 f"results in {summary['run_dir']}")
+        row = f"{dim:<10}{goal:>8.0f}{summary['naive_dimensions'][dim]:>9.1f}"
+        row += f"{icl[dim]:>9.1f}" if icl else ""
+        lines.append(row + f"{summary['dimensions'][dim]:>9.1f}")
+    loss_row = f"{'L1 loss':<10}{'':>8}{summary['naive_loss']:>9.2f}"
+    loss_row += f"{summary['icl_loss']:>9.2f}" if icl else ""
+    lines.append(loss_row + f"{summary['loss']:>9.2f}")
+    lines.append(f"{summary['loss_definition']}; {summary['evaluations']} evaluations in {summary['seconds']:.0f} s "
+                 f"(stopped: {summary['stop_reason']}); results in {summary['run_dir']}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from .backend import CausalLMBackend, resolve_dtype
 
@@ -69,6 +70,7 @@ def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | 
     if not (dest / "model.safetensors").exists():
         _convert(gguf, dest)
     device = torch.device(device)
+    hf_logging.disable_progress_bar()  # a per-tensor bar for a one-second load is noise
     tokenizer = AutoTokenizer.from_pretrained(dest)
     model = AutoModelForCausalLM.from_pretrained(
         dest, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa").to(device)

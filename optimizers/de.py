@@ -33,19 +33,44 @@ BOUND_HANDLING = ("bounce_back", "resample")
 _ADAPTIVE = ("jade", "shade")
 
 
+def _blend(a: Tensor, b: Tensor, m: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a`` where ``m == 1`` else ``b``, for ``m`` in {0, 1}.
+
+    ``torch.lerp(b, a, m)`` is exact at the end points (it evaluates ``a - (a-b)*(1-m)``
+    for m >= 0.5), and on CPU several times faster than ``torch.where`` with a random
+    boolean mask (branch mispredictions). The tests check the exactness.
+    """
+    return torch.lerp(b, a, m) if out is None else torch.lerp(b, a, m, out=out)
+
+
+def crossover_mask(cr: Tensor, dim: int, generator: torch.Generator, dtype: torch.dtype = torch.float32,
+                   out: Tensor | None = None) -> Tensor:
+    """Binomial crossover mask [n, dim] with values in {0, 1} (1 = take the mutant gene).
+
+    Gene j of row i is 1 with probability ``round(256 * cr[i]) / 256`` (8 random bits per
+    gene: a quarter of the generator work of ``torch.rand``) and one random gene per row
+    (``jrand``) is always 1, so a trial never equals its target even at ``CR = 0``.
+    ``out``: optional preallocated [n, dim] tensor of ``dtype`` to write into.
+    """
+    n, dev = cr.shape[0], cr.device
+    words = torch.randint(-(2**63), 2**63 - 1, (n, (dim + 7) // 8), generator=generator, device=dev, dtype=torch.int64)
+    b = words.view(torch.uint8)[:, :dim]  # uniform integers 0..255
+    m = b.to(dtype) if out is None else out.copy_(b)
+    t = torch.round(cr.to(torch.float64) * 256).to(dtype)[:, None]
+    m.neg_().add_(t).clamp_(0, 1)  # t - b > 0  <=>  b < t
+    jrand = torch.randint(0, dim, (n,), generator=generator, device=dev)
+    m[torch.arange(n, device=dev), jrand] = 1
+    return m
+
+
 def binomial_crossover(target: Tensor, mutant: Tensor, cr: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Binomial crossover of ``target``/``mutant`` ([n, dim]) with per-row rate ``cr`` [n].
 
-    Returns ``(trial, mask)``; ``mask[i, j]`` is True where the trial takes the mutant's
-    gene. One random gene per row (``jrand``) always comes from the mutant, so a trial
-    never equals its target even at ``CR = 0``.
+    Returns ``(trial, mask)``, ``mask`` boolean: True where the trial took the mutant's
+    gene; at least one such gene per row (see :func:`crossover_mask`).
     """
-    n, dim = target.shape
-    u = torch.rand(n, dim, generator=generator, device=target.device, dtype=torch.float32)
-    mask = u < cr.to(torch.float32)[:, None]
-    jrand = torch.randint(0, dim, (n,), generator=generator, device=target.device)
-    mask[torch.arange(n, device=target.device), jrand] = True
-    return torch.where(mask, mutant, target), mask
+    m = crossover_mask(cr, target.shape[1], generator, target.dtype)
+    return _blend(mutant, target, m), m.bool()
 
 
 def sample_distinct(n: int, excluded: list[Tensor], generator: torch.Generator, device: torch.device) -> Tensor:
@@ -151,9 +176,12 @@ class DifferentialEvolution(Optimizer):
         self.x0 = self._check_x0(x0)
 
         fd = dict(device=self.device, dtype=self.fitness_dtype)
-        self._pop: Tensor | None = None  # [N, dim]; None until the initial population is told
-        self._fit: Tensor | None = None  # [N]
-        self._archive = torch.empty(0, dim, device=self.device, dtype=dtype)
+        # Population and archive share one buffer: rows [0, n) are the population, rows
+        # [n, n + archive_size) the archive, so "population + archive" is a view (no cat).
+        self._buf: Tensor | None = None  # None until the initial population is told
+        self._n = popsize
+        self._archive_size = 0
+        self._fit: Tensor | None = None  # [n]
         h = memory_size if strategy == "shade" else 1  # jade keeps one mean: a memory of size 1
         self._mem_F = torch.full((h,), self.F, **fd)
         self._mem_CR = torch.full((h,), self.CR, **fd)
@@ -161,11 +189,21 @@ class DifferentialEvolution(Optimizer):
         self._trial_F: Tensor | None = None  # F/CR used for the pending trials
         self._trial_CR: Tensor | None = None
 
+    def _archive_capacity(self, n: int) -> int:
+        return round(self.archive_rate * n) if self.strategy in _ADAPTIVE else 0
+
+    def _set_buffer(self, pop: Tensor, archive: Tensor) -> None:
+        n = pop.shape[0]
+        buf = torch.empty(n + self._archive_capacity(n), self.dim, device=self.device, dtype=self.dtype)
+        buf[:n] = pop
+        buf[n:n + archive.shape[0]] = archive
+        self._buf, self._n, self._archive_size = buf, n, archive.shape[0]
+
     # ------------------------------------------------------------------ read-only views
     @property
     def population(self) -> Tensor | None:
         """Current population [N, dim] (None before the initial population is told)."""
-        return self._pop
+        return None if self._buf is None else self._buf[: self._n]
 
     @property
     def population_fitness(self) -> Tensor | None:
@@ -175,21 +213,35 @@ class DifferentialEvolution(Optimizer):
     @property
     def archive(self) -> Tensor:
         """External archive of replaced parents (jade/shade), [A, dim]."""
-        return self._archive
+        if self._buf is None:
+            return torch.empty(0, self.dim, device=self.device, dtype=self.dtype)
+        return self._buf[self._n: self._n + self._archive_size]
 
     # ------------------------------------------------------------------ ask
     def _ask(self) -> Tensor:
-        if self._pop is None:
+        if self._buf is None:
             z = self._uniform(self.popsize)
             if self.x0 is not None:
                 z[0] = self.x0
             return z
-        F, CR = self._sample_parameters(self._pop.shape[0])
-        v = self._mutate(F)
-        v = self._repair(v, self._pop)
-        u, _ = binomial_crossover(self._pop, v, CR, self.generator)
+        pop = self.population
+        F, CR = self._sample_parameters(self._n)
+        ws = self._workspace()
+        u = self._mutate(pop, F, ws[0])  # fresh tensor: it is handed to the host
+        m = crossover_mask(CR, self.dim, self.generator, self.dtype, out=ws[1])
+        torch.lerp(pop, u, m, out=u)  # exact blend: torch.lerp returns end/start exactly at weight 1/0
+        self._repair(u, pop, ws)  # only mutant genes can be outside: parents are inside
         self._trial_F, self._trial_CR = F, CR
         return u
+
+    def _workspace(self) -> tuple[Tensor, Tensor]:
+        """Two scratch [n, dim] tensors reused across generations: on CPU, fresh large
+        tensors cost page faults that dominate the arithmetic."""
+        ws = getattr(self, "_ws", None)
+        if ws is None or ws[0].shape[0] != self._n:
+            ws = tuple(torch.empty(self._n, self.dim, device=self.device, dtype=self.dtype) for _ in range(2))
+            self._ws = ws
+        return ws
 
     def _sample_parameters(self, n: int) -> tuple[Tensor, Tensor]:
         fd = dict(device=self.device, dtype=self.fitness_dtype)
@@ -211,51 +263,58 @@ class DifferentialEvolution(Optimizer):
         F = torch.where(F <= 0, torch.full_like(F, 1e-3), F)  # unreachable in practice
         return F.clamp(max=1.0), CR
 
-    def _mutate(self, F: Tensor) -> Tensor:
-        pop, g, dev = self._pop, self.generator, self.device
+    def _mutate(self, pop: Tensor, F: Tensor, scratch: Tensor) -> Tensor:
+        g, dev = self.generator, self.device
         n = pop.shape[0]
         i = torch.arange(n, device=dev)
         Fd = F.to(self.dtype)[:, None]
+        sel = torch.index_select  # much faster than pop[idx] on CPU
         if self.strategy == "rand1bin":
             r1 = sample_distinct(n, [i], g, dev)
             r2 = sample_distinct(n, [i, r1], g, dev)
             r3 = sample_distinct(n, [i, r1, r2], g, dev)
-            return pop[r1] + Fd * (pop[r2] - pop[r3])
+            return sel(pop, 0, r2).sub_(sel(pop, 0, r3, out=scratch)).mul_(Fd).add_(sel(pop, 0, r1, out=scratch))
         if self.strategy == "best1bin":
-            best = torch.argmin(self._fit)
+            best = torch.argmin(self._fit).expand(n)
             r1 = sample_distinct(n, [i], g, dev)
             r2 = sample_distinct(n, [i, r1], g, dev)
-            return pop[best] + Fd * (pop[r1] - pop[r2])
-        # current-to-pbest/1 with archive: v = x + F (x_pbest - x) + F (x_r1 - x~_r2)
+            return sel(pop, 0, r1).sub_(sel(pop, 0, r2, out=scratch)).mul_(Fd).add_(sel(pop, 0, best, out=scratch))
+        # current-to-pbest/1 with archive: v = x + F (x_pbest - x + x_r1 - x~_r2)
         m = min(n, max(2, round(self.p * n)))
         order = torch.sort(self._fit, stable=True).indices
         pbest = order[torch.randint(0, m, (n,), generator=g, device=dev)]
         r1 = sample_distinct(n, [i], g, dev)
-        union = torch.cat([pop, self._archive]) if self._archive.shape[0] else pop
+        union = self._buf[: n + self._archive_size]
         r2 = sample_distinct(union.shape[0], [i, r1], g, dev)
-        return pop + Fd * (pop[pbest] - pop) + Fd * (pop[r1] - union[r2])
+        v = sel(pop, 0, pbest).sub_(pop).add_(sel(pop, 0, r1, out=scratch)).sub_(sel(union, 0, r2, out=scratch))
+        return torch.addcmul(pop, v, Fd, out=v)
 
-    def _repair(self, v: Tensor, parent: Tensor) -> Tensor:
-        lo, hi = self.lower, self.upper
+    def _repair(self, u: Tensor, parent: Tensor, ws: tuple[Tensor, Tensor]) -> None:
+        """Bring trial ``u`` back into the bounds, in place."""
+        c = torch.clamp(u, self.lower, self.upper, out=ws[0])
+        k = torch.sub(u, c, out=ws[1]).sign_().abs_()  # 1 where u was outside, else 0 (no bool op)
         if self.bound_handling == "bounce_back":
-            v = torch.where(v < lo, (lo + parent) / 2, v)
-            return torch.where(v > hi, (hi + parent) / 2, v)
-        out = (v < lo) | (v > hi)
-        return torch.where(out, self._uniform(v.shape[0]), v)
+            # c is the violated bound there; c + (parent - c)/2 lies in [bound, parent].
+            torch.sub(parent, c, out=u)
+            torch.addcmul(c, u, k, value=0.5, out=u)
+        else:
+            _blend(self._uniform(u.shape[0]), c, k, out=u)
 
     # ------------------------------------------------------------------ tell
     def _tell(self, z: Tensor, fitness: Tensor) -> None:
-        if self._pop is None:
-            self._pop, self._fit = z.clone(), fitness.clone()
+        if self._buf is None:
+            self._set_buffer(z, z[:0])
+            self._fit = fitness.clone()
             return
-        pop, fit = self._pop, self._fit
+        n, fit = self._n, self._fit
         replace = fitness <= fit  # per index; ties move the population across plateaus
         if self.strategy in _ADAPTIVE:
             better = fitness < fit
             self._adapt(better, fit - fitness)
             if self.archive_rate > 0:
-                self._archive = self._truncate_archive(torch.cat([self._archive, pop[better]]), pop.shape[0])
-        self._pop = torch.where(replace[:, None], z, pop)
+                self._add_to_archive(torch.index_select(self._buf[:n], 0, better.nonzero().squeeze(1)))
+        idx = replace.nonzero().squeeze(1)
+        self._buf.index_copy_(0, idx, torch.index_select(z, 0, idx))
         self._fit = torch.where(replace, fitness, fit)
         self._trial_F = self._trial_CR = None
         if self.lpsr:
@@ -281,32 +340,44 @@ class DifferentialEvolution(Optimizer):
         self._mem_CR[k] = (w * SCR).sum()
         self._mem_k = (k + 1) % self.memory_size
 
-    def _truncate_archive(self, archive: Tensor, n: int) -> Tensor:
-        cap = round(self.archive_rate * n)
-        if archive.shape[0] <= cap:
-            return archive
-        keep = torch.randperm(archive.shape[0], generator=self.generator, device=self.device)[:cap]
-        return archive[keep]
+    def _add_to_archive(self, parents: Tensor) -> None:
+        """Append replaced parents; when full, they overwrite random archive members
+        (the JADE rule "remove random members until |A| <= capacity")."""
+        n, cap, size, k = self._n, self._archive_capacity(self._n), self._archive_size, parents.shape[0]
+        if k == 0 or cap == 0:
+            return
+        if k > cap:  # more new parents than room: keep a random subset of them
+            parents = parents[torch.randperm(k, generator=self.generator, device=self.device)[:cap]]
+            k = cap
+        free = cap - size
+        pos = torch.arange(size, size + min(k, free), device=self.device)
+        if k > free:  # overwrite distinct random old members
+            old = torch.randperm(size, generator=self.generator, device=self.device)[: k - free]
+            pos = torch.cat([pos, old])
+        self._buf.index_copy_(0, n + pos, parents)
+        self._archive_size = min(cap, size + k)
 
     def _reduce_population(self, evaluations: int) -> None:
         frac = min(1.0, evaluations / self.max_evaluations)
         target = max(self.final_popsize, round(self.popsize + (self.final_popsize - self.popsize) * frac))
-        n = self._pop.shape[0]
-        if target >= n:
+        if target >= self._n:
             return
         keep = torch.sort(torch.sort(self._fit, stable=True).indices[:target]).values  # best, in old order
-        self._pop, self._fit = self._pop[keep], self._fit[keep]
-        if self.strategy in _ADAPTIVE:
-            self._archive = self._truncate_archive(self._archive, target)
+        pop, archive = self.population[keep], self.archive
+        cap = self._archive_capacity(target)
+        if archive.shape[0] > cap:
+            archive = archive[torch.randperm(archive.shape[0], generator=self.generator, device=self.device)[:cap]]
+        self._fit = self._fit[keep]
+        self._set_buffer(pop, archive)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
         cpu = lambda t: None if t is None else t.detach().cpu().clone()  # noqa: E731
         return {
             "strategy": self.strategy,
-            "pop": cpu(self._pop),
+            "pop": cpu(self.population),
             "fit": cpu(self._fit),
-            "archive": cpu(self._archive),
+            "archive": cpu(self.archive),
             "mem_F": cpu(self._mem_F),
             "mem_CR": cpu(self._mem_CR),
             "mem_k": self._mem_k,
@@ -318,8 +389,11 @@ class DifferentialEvolution(Optimizer):
         if state["strategy"] != self.strategy:
             raise ValueError(f"state dict uses strategy {state['strategy']!r}, this optimizer {self.strategy!r}")
         dev = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        self._pop, self._fit = dev(state["pop"]), dev(state["fit"])
-        self._archive = dev(state["archive"])
+        if state["pop"] is None:
+            self._buf, self._fit, self._archive_size, self._n = None, None, 0, self.popsize
+        else:
+            self._set_buffer(dev(state["pop"]), dev(state["archive"]))
+            self._fit = dev(state["fit"])
         self._mem_F, self._mem_CR = dev(state["mem_F"]), dev(state["mem_CR"])
         self._mem_k = int(state["mem_k"])
         self._trial_F, self._trial_CR = dev(state["trial_F"]), dev(state["trial_CR"])

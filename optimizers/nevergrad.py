@@ -42,13 +42,15 @@ class NevergradOptimizer(Optimizer):
     ``x0`` [None] initial value of the parametrization (Nevergrad starts from it).
 
     State dicts hold the pickled Nevergrad optimizer (``"pickle_state"``): load them
-    only from trusted run directories you wrote yourself.
+    only from trusted run directories you wrote yourself. Meta-optimizers (NGOpt,
+    portfolios) and thread-based recast ones (Powell, ...) cannot be restored by
+    Nevergrad itself, so they lack ``"exact_resume"`` and ``state_dict`` raises.
     """
 
     name = "ng:NGOpt"
     ng_name = "NGOpt"
     min_popsize = 1
-    capabilities = frozenset({"batched", "exact_resume", "pickle_state"})
+    capabilities = frozenset({"batched", "pickle_state"})  # NGOpt: no exact_resume (see above)
 
     def __init__(self, dim, *, bounds, popsize=32, seed=0, device="cpu", dtype=torch.float32,
                  budget: int | None = 100_000, x0: Any = None):
@@ -65,6 +67,8 @@ class NevergradOptimizer(Optimizer):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._opt = ng.optimizers.registry[self.ng_name](param, budget=budget, num_workers=popsize)
+            if "exact_resume" in self.capabilities:
+                self._opt.enable_pickling()  # no-op except for optimizers that must log history
         self.budget = budget
         self._cands: list | None = None
 
@@ -88,10 +92,24 @@ class NevergradOptimizer(Optimizer):
         self._cands = None
 
     def _state(self) -> dict[str, Any]:
+        if "exact_resume" not in self.capabilities:
+            raise RuntimeError(f"{self.name} cannot be checkpointed: Nevergrad cannot restore this optimizer "
+                               "(use a plain algorithm such as ng:TwoPointsDE, or 'de', to resume runs)")
         return {"ng_name": self.ng_name, "pickle": pickle.dumps((self._opt, self._cands))}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self._opt, self._cands = pickle.loads(state["pickle"])
+
+
+def _resumable(short: str) -> bool:
+    """Whether Nevergrad can pickle *and* unpickle this optimizer mid-run."""
+    from nevergrad.optimization import optimizerlib, recaster
+
+    entry = _ng().optimizers.registry[short]
+    cls = entry if isinstance(entry, type) else getattr(entry, "_OptimizerClass", None)
+    if cls is None:
+        return False
+    return not issubclass(cls, (recaster.RecastOptimizer, optimizerlib.NGOptBase, optimizerlib.Portfolio))
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,5 +127,7 @@ def make_nevergrad(name: str) -> type[NevergradOptimizer]:
     if short == NevergradOptimizer.ng_name:
         return NevergradOptimizer
     cls_name = "Nevergrad_" + "".join(ch if ch.isalnum() else "_" for ch in short)
+    caps = NevergradOptimizer.capabilities | ({"exact_resume"} if _resumable(short) else set())
     return type(cls_name, (NevergradOptimizer,), {"name": "ng:" + short, "ng_name": short, "__module__": __name__,
+                                                 "capabilities": frozenset(caps),
                                                  "__doc__": f"Nevergrad {short} behind the promptopt contract."})

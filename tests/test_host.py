@@ -137,3 +137,174 @@ def test_unknown_name_lists_the_registered_ones():
     host = PluginHost(load_entrypoints=False)
     with pytest.raises(UsageError, match=r"unknown optimizer 'rnd'.*registered: cma, de, ng:\*, random"):
         host.entry("optimizers", "rnd")
+
+
+# -- validation: the same checks for built-ins and third-party plugins -----------------------
+
+def _plugin(hook: str, *registrations):
+    """An in-process plugin whose registration hook registers (name, factory) pairs."""
+    def impl(self, register):
+        for name, factory in registrations:
+            register(name, factory)
+
+    impl.__name__ = hook
+    return type("Plugin", (), {hook: promptopt.hookimpl(impl)})()
+
+
+def test_builtins_pass_through_the_same_validators(monkeypatch):
+    import promptopt.host as host_module
+
+    seen = []
+    for kind, check in list(host_module.VALIDATORS.items()):
+        monkeypatch.setitem(host_module.VALIDATORS, kind,
+                            lambda name, factory, kind=kind, check=check: (seen.append((kind, name)), check(name, factory)))
+    created = []
+    real_check = host_module.check_instrument
+    monkeypatch.setattr(host_module, "check_instrument", lambda name, obj: (created.append(name), real_check(name, obj)))
+    host = PluginHost(load_entrypoints=False)
+    assert {("models", "tiny"), ("models", "smollm2"), ("instruments", "vsm13"), ("scorers", "vsm13"),
+            ("optimizers", "de"), ("optimizers", "ng:*"), ("targets", "hofstede")} <= set(seen)
+    host.create_instrument("vsm13")
+    host.create_instrument("vsm13")
+    assert created == ["vsm13"]  # what a factory returns is checked once, on first creation
+
+
+@pytest.mark.parametrize("hook, name, factory, needle", [
+    ("promptopt_register_models", "m", lambda: None, "cannot be called as factory(device=..., dtype=...)"),
+    ("promptopt_register_scorers", "s", lambda weights: None, "cannot be called as factory(constants=...)"),
+    ("promptopt_register_instruments", "i", lambda path: None, "cannot be called as factory()"),
+    ("promptopt_register_targets", "t", lambda table, year: None, "cannot be called as factory()"),
+    ("promptopt_register_optimizers", "o", type("Sub", (RandomSearch,), {}), None),
+    ("promptopt_register_optimizers", "o2", type("NoTell", (promptopt.optimizers.Optimizer,),
+                                                  {"_ask": lambda self: None}), "does not implement _tell"),
+    ("promptopt_register_models", "m2", "not callable", "non-callable factory"),
+])
+def test_registration_is_validated(hook, name, factory, needle):
+    host = PluginHost(load_entrypoints=False, strict=False, extra_plugins=(_plugin(hook, (name, factory)),))
+    if needle is None:  # a valid registration (a subclass of a built-in optimizer) passes
+        assert host.failures == [] and name in host.registries["optimizers"]
+        return
+    assert len(host.failures) == 1 and needle in host.failures[0].message(), host.failures
+    assert name not in host.registries[hook.rpartition("_")[2]]
+
+
+class _NoResolve:
+    def list(self):
+        return []
+
+
+class _JunkTable:
+    def resolve(self, query):
+        return {"PDI": 1}
+
+    def list(self):
+        return []
+
+
+@pytest.mark.parametrize("hook, name, factory, create, needle", [
+    ("promptopt_register_instruments", "i", lambda: {"items": []}, lambda h: h.create_instrument("i"),
+     "expected a promptopt.objectives.Instrument"),
+    ("promptopt_register_targets", "t", _NoResolve, lambda h: h.target("US", "t"), "expected an object with resolve"),
+    ("promptopt_register_targets", "t", _JunkTable, lambda h: h.target("US", "t"), "expected a promptopt.objectives.Target"),
+    ("promptopt_register_scorers", "vsm13x", lambda constants: object(),
+     lambda h: h.create_scorer(h.create_instrument("vsm13"), "vsm13x"), "expected an object with dimensions"),
+    ("promptopt_register_models", "m", lambda device, dtype: object(), lambda h: h.create_model("m"),
+     "expected a promptopt.models.CausalLMBackend"),
+])
+def test_what_a_factory_returns_is_checked_on_first_creation(hook, name, factory, create, needle):
+    host = PluginHost(load_entrypoints=False, extra_plugins=(_plugin(hook, (name, factory)),))
+    assert host.failures == []  # registration is cheap: nothing is built at start-up
+    with pytest.raises(PluginError, match=needle):
+        create(host)
+
+
+def test_instrument_without_scorer_names_the_fix():
+    from promptopt.objectives import load_vsm13
+    import dataclasses
+
+    bare = dataclasses.replace(load_vsm13(), name="bare", scorer=None)
+    host = PluginHost(load_entrypoints=False,
+                      extra_plugins=(_plugin("promptopt_register_instruments", ("bare", lambda: bare)),))
+    with pytest.raises(UsageError, match="no \\[scorer\\] section and no scorer named 'bare'.*--scorer"):
+        host.create_scorer(host.create_instrument("bare"))
+
+
+# -- pluggy pitfalls, lifecycle isolation, entry-point duplicates ------------------------------
+
+def test_hook_argument_with_a_default_is_rejected(plugin_dir, monkeypatch):
+    (plugin_dir / "fakeplugin_default.py").write_text(
+        "import promptopt\n@promptopt.hookimpl\ndef promptopt_register_optimizers(register=None):\n    pass\n")
+    with_entry_points(monkeypatch, ("default", "fakeplugin_default"))
+    host = PluginHost(strict=False)
+    assert "'register' has a default value" in host.failures[0].message()
+
+
+LIFECYCLE = textwrap.dedent('''
+    import promptopt
+    calls = []
+
+    @promptopt.hookimpl
+    def promptopt_run_end(state, summary):
+        calls.append(summary)
+        raise RuntimeError("tracker offline")
+''')
+
+
+def test_a_failing_lifecycle_hook_does_not_stop_the_run(plugin_dir, monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(run_dir=plugin_dir)  # the built-in event log writes events.jsonl there
+    (plugin_dir / "fakeplugin_tracker.py").write_text(LIFECYCLE)
+    with_entry_points(monkeypatch, ("tracker", "fakeplugin_tracker"))
+    host = PluginHost(strict=False)
+    host.pm.hook.promptopt_run_end(state=state, summary={"loss": 1})
+    host.pm.hook.promptopt_run_end(state=state, summary={"loss": 2})
+    assert sys.modules["fakeplugin_tracker"].calls == [{"loss": 1}, {"loss": 2}]
+    assert [e.plugin for e in host.hook_errors] == ["tracker", "tracker"]
+    assert 'Error in plugin "tracker", hook promptopt_run_end: RuntimeError: tracker offline' in caplog.text
+    assert caplog.text.count("tracker offline") == 1  # reported once, not once per call
+
+    with pytest.raises(PluginError, match="tracker offline"):
+        PluginHost(strict=True).pm.hook.promptopt_run_end(state=state, summary={})
+
+
+def test_same_entry_point_seen_twice_loads_once_and_a_clash_is_reported(plugin_dir, monkeypatch):
+    (plugin_dir / "fakeplugin_good.py").write_text(GOOD)
+    (plugin_dir / "fakeplugin_cls.py").write_text("")
+    with_entry_points(monkeypatch, ("good", "fakeplugin_good"), ("good", "fakeplugin_good"))
+    host = PluginHost(strict=False)
+    assert host.failures == [] and host.entry("optimizers", "walk").plugin == "good"
+    with_entry_points(monkeypatch, ("good", "fakeplugin_good"), ("good", "fakeplugin_cls"))
+    host = PluginHost(strict=False)
+    assert "entry point name already used" in host.failures[0].message()
+
+
+def test_unknown_name_mentions_plugins_that_failed_to_load(plugin_dir, monkeypatch):
+    (plugin_dir / "fakeplugin_broken.py").write_text("raise ImportError('no module named walkies')")
+    with_entry_points(monkeypatch, ("walker", "fakeplugin_broken"))
+    host = PluginHost(strict=False)
+    with pytest.raises(UsageError, match="unknown optimizer 'walk'.*failed to load: \"walker\".*walkies"):
+        host.optimizer_class("walk")
+
+
+def test_plugins_json_lists_versions_hooks_registrations_and_failures(plugin_dir, monkeypatch):
+    import json
+
+    from conftest import invoke
+
+    (plugin_dir / "fakeplugin_good.py").write_text(GOOD)
+    (plugin_dir / "fakeplugin_broken.py").write_text("raise ImportError('needs torch-nightly')")
+    with_entry_points(monkeypatch, ("good", "fakeplugin_good"), ("broken", "fakeplugin_broken"))
+    monkeypatch.setattr("promptopt.cli._host", None)
+    code, out, err = invoke(["plugins", "--json"])
+    assert code == 0
+    data = json.loads(out)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert by_name["good"]["registered"] == {"optimizers": ["walk"]}
+    assert by_name["good"]["hooks"] == ["promptopt_register_optimizers"]
+    assert by_name["promptopt.plugins.optimizers"]["version"] == promptopt.__version__
+    assert data["failed"] == [{"name": "broken", "distribution": "unknown", "error": "ImportError: needs torch-nightly"}]
+    assert err.count('Error importing plugin "broken"') == 1
+    described = PluginHost(strict=False).describe()  # the same record, for the Python API
+    assert described["failed"] == data["failed"]
+    assert {p["name"]: p["registered"] for p in described["plugins"]} == {n: p["registered"] for n, p in by_name.items()}

@@ -1,0 +1,5 @@
+"""`python -m promptopt` is the `promptopt` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""Checkpoints as one safetensors file: tensors as tensors, everything else as JSON in its metadata.
+
+No pickle of our own: a checkpoint holds tensors, numbers, strings and base64 bytes. (Some
+third-party optimizers, pycma and Nevergrad, can only hand over their state as pickled
+bytes; their capability flag ``pickle_state`` says so, and such checkpoints are for your
+own run directories only.) Each save keeps the previous checkpoint, so a corrupt or
+truncated newest file still leaves the one before it usable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+from .rundir import atomic_write
+
+CHECKPOINT = "checkpoint.safetensors"
+PREVIOUS = "checkpoint.prev.safetensors"
+
+
+def _pack(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(value, (bytes, bytearray)):
+        return {"__bytes__": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dict):
+        return {"__dict__": [[k, _pack(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_pack(v, tensors) for v in value]
+    return value
+
+
+def _unpack(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__bytes__" in value:
+            return base64.b64decode(value["__bytes__"])
+        if "__dict__" in value:
+            return {k: _unpack(v, tensors) for k, v in value["__dict__"]}
+    if isinstance(value, list):
+        return [_unpack(v, tensors) for v in value]
+    return value
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    """Write state atomically; the checkpoint it replaces becomes checkpoint.prev."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta = {"state": json.dumps(_pack(state, tensors))}
+    if not tensors:
+        tensors["_empty"] = torch.zeros(0)
+    current = run_dir / CHECKPOINT
+    if current.exists():
+        current.replace(run_dir / PREVIOUS)
+    atomic_write(current, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    return _unpack(json.loads(meta["state"]), tensors)
+
+
+def load_checkpoint(run_dir: Path, warn=print) -> dict[str, Any]:
+    """The newest readable checkpoint of run_dir; falls back to the previous one if the newest is damaged."""
+    errors = []
+    for name in (CHECKPOINT, PREVIOUS):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            state = _read(path)
+        except Exception as exc:  # noqa: BLE001 - any damage means: try the older one
+            errors.append(f"{path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            continue
+        for message in errors:
+            warn(f"Warning: {message}; resuming from the previous checkpoint {path.name}")
+        return state
+    if errors:
+        raise CheckpointError("; ".join(errors) + "; no usable checkpoint left, start a new run")
+    raise CheckpointError(f"{run_dir} has no checkpoint; give a run directory written by `promptopt run`")

@@ -1,0 +1,157 @@
+"""`promptopt report`: a PNG (loss curve + dimensions vs target) and a Markdown summary of a finished run.
+
+Reads RUN/history.csv and RUN/summary.json; writes report.png (1200 x 500 px) and report.md,
+each atomically. Uses matplotlib's object API with the Agg canvas: no pyplot state, no display.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import CheckpointError, UsageError
+from .rundir import atomic_write
+
+FIGSIZE = (12.0, 5.0)   # inches
+DPI = 100               # -> 1200 x 500 pixels
+PNG_NAME = "report.png"
+MD_NAME = "report.md"
+L1_NOTE = "L1 = mean absolute difference over the six dimensions"
+
+COLOURS = {"naive": "#9e9e9e", "ICL": "#f2a541", "aligned": "#2f6db5", "target": "#2a9d5b"}
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """(summary.json, history.csv or None) of a finished run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a run directory")
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
+    try:
+        summary = json.loads(summary_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{summary_file} is not valid JSON ({exc})") from None
+    history_file = run_dir / "history.csv"
+    history = pd.read_csv(history_file) if history_file.is_file() else None
+    return summary, history
+
+
+def _series(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Label -> {dimension: score}, in plot/table order: naive, ICL (when recorded), aligned, target."""
+    series = {"naive": summary["naive_dimensions"]}
+    if summary.get("icl_dimensions"):
+        series["ICL"] = summary["icl_dimensions"]
+    series["aligned"] = summary["dimensions"]
+    series["target"] = summary["target"]["scores"]
+    return series
+
+
+def _l1(dims: dict[str, float], target: dict[str, float]) -> float:
+    return sum(abs(float(dims[d]) - float(t)) for d, t in target.items()) / len(target)
+
+
+def _losses(summary: dict[str, Any]) -> dict[str, float]:
+    """Label -> L1 loss for every series but the target."""
+    losses = {"naive": float(summary["naive_loss"])}
+    if summary.get("icl_dimensions"):
+        icl = summary.get("icl_loss")
+        losses["ICL"] = float(icl) if icl is not None else _l1(summary["icl_dimensions"], summary["target"]["scores"])
+    losses["aligned"] = float(summary["loss"])
+    return losses
+
+
+def _num(value: float, places: int = 3) -> str:
+    """A number with up to `places` decimals and no trailing zeros (summary.json rounds scores to 3)."""
+    text = f"{float(value):.{places}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text
+
+
+def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_name: str | None = PNG_NAME) -> str:
+    series = _series(summary)
+    losses = _losses(summary)
+    target = summary["target"]
+    columns = [c for c in ("target", "naive", "ICL", "aligned") if c in series]
+    lines = [f"# promptopt run: {target['name']} ({target['code']})", ""]
+    if png_name:
+        lines += [f"![loss curve and dimensions]({png_name})", ""]
+    lines += ["| dimension | " + " | ".join(columns) + " |",
+              "|---|" + "---:|" * len(columns)]
+    for dim in target["scores"]:
+        lines.append(f"| {dim} | " + " | ".join(_num(series[c][dim]) for c in columns) + " |")
+    lines.append("| L1 | " + " | ".join("" if c == "target" else _num(losses[c]) for c in columns) + " |")
+    lines += ["", f"{L1_NOTE}. Target source: {target['source']}.", ""]
+    facts = [("model", summary.get("model")), ("instrument", summary.get("instrument")),
+             ("optimizer", summary.get("optimizer")), ("seed", summary.get("seed")),
+             ("generations", summary.get("generations")), ("evaluations", summary.get("evaluations")),
+             ("seconds", summary.get("seconds"))]
+    if summary.get("option_mass") is not None:
+        facts.append(("option mass (naive -> aligned)",
+                      f"{summary.get('naive_option_mass', float('nan')):.3f} -> {summary['option_mass']:.3f}"))
+    if history is not None and len(history):
+        facts.append(("best loss by generation", f"{history['best_loss'].iloc[0]:.3f} (gen 1) -> "
+                                                 f"{history['best_loss'].iloc[-1]:.3f} (gen {len(history)})"))
+    lines += ["| run | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def render_figure(summary: dict[str, Any], history: pd.DataFrame | None):
+    """A matplotlib Figure (FIGSIZE at DPI) with the loss curve (left) and the dimension bars (right)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    ax_loss, ax_dims = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    losses = _losses(summary)
+
+    if history is not None and len(history):
+        gen = history["generation"]
+        ax_loss.plot(gen, history["best_loss"], marker="o", ms=3, color=COLOURS["aligned"], label="best so far")
+        ax_loss.plot(gen, history["mean_loss"], marker=".", ms=3, color="#7fa7d9", alpha=0.8,
+                     label="population mean")
+    else:
+        ax_loss.text(0.5, 0.5, "no history.csv", ha="center", va="center", transform=ax_loss.transAxes)
+    ax_loss.axhline(losses["naive"], ls="--", color=COLOURS["naive"], label=f"naive ({losses['naive']:.2f})")
+    if "ICL" in losses:
+        ax_loss.axhline(losses["ICL"], ls=":", color=COLOURS["ICL"], label=f"ICL ({losses['ICL']:.2f})")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_loss.set_xlabel("generation")
+    ax_loss.set_ylabel("L1 loss")
+    ax_loss.set_title("loss per generation")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=8)
+
+    series = _series(summary)
+    dims = list(summary["target"]["scores"])
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(dims))]
+        ax_dims.bar(xs, [float(values[d]) for d in dims], width, label=label, color=COLOURS.get(label))
+    ax_dims.axhline(0, color="black", lw=0.6)
+    ax_dims.set_xticks(range(len(dims)), dims)
+    ax_dims.set_ylabel("dimension score")
+    target = summary["target"]
+    ax_dims.set_title(f"dimensions vs {target['name']} ({target['code']}); aligned L1 {losses['aligned']:.2f}")
+    ax_dims.grid(axis="y", alpha=0.3)
+    ax_dims.legend(fontsize=8, ncols=len(series))
+    fig.suptitle(f"{summary.get('model', '?')} / {summary.get('optimizer', '?')} / seed {summary.get('seed', '?')}"
+                 f" - {L1_NOTE}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def make_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+    """Write report.png and report.md for a finished run into ``out`` (default: the run directory)."""
+    summary, history = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir)
+    png, md = out / PNG_NAME, out / MD_NAME
+    fig = render_figure(summary, history)
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    text = render_markdown(summary, history, PNG_NAME)
+    atomic_write(md, lambda tmp: Path(tmp).write_text(text))
+    return png, md

@@ -1,0 +1,51 @@
+"""RunConfig: flags over file, unknown keys and wrong types rejected by name, budget arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptopt.config import RunConfig, build_config
+from promptopt.errors import UsageError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_flags_override_the_file_and_the_file_overrides_defaults(tmp_path):
+    path = write(tmp_path, 'country = "CN"\npopsize = 8\n[constants]\nPDI = 40\n')
+    config = build_config(path, popsize=12, country=None)
+    assert (config.country, config.popsize, config.constants) == ("CN", 12, {"PDI": 40})
+    assert config.optimizer == RunConfig().optimizer
+
+
+def test_a_run_table_is_accepted(tmp_path):
+    assert build_config(write(tmp_path, '[run]\noptimizer = "cma"\n')).optimizer == "cma"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("popsiz = 8", "unknown key 'popsiz'"),
+    ('popsize = "8"', "config key 'popsize' must be int, got str"),
+    ("seed = true", "config key 'seed' must be int"),
+    ("country = 3", "config key 'country' must be str"),
+    ("popsize = [", "not valid TOML"),
+])
+def test_bad_config_files_name_the_key(tmp_path, text, needle):
+    with pytest.raises(UsageError, match=needle):
+        build_config(write(tmp_path, text))
+
+
+def test_missing_config_file():
+    with pytest.raises(UsageError, match="does not exist"):
+        build_config("/no/such/run.toml")
+
+
+def test_generations_come_from_the_budget_in_whole_generations():
+    assert build_config(None, budget=100, popsize=16).total_generations == 6
+    assert build_config(None, generations=3).total_generations == 3
+    with pytest.raises(UsageError, match="not both"):
+        build_config(None, generations=3, budget=64)
+    with pytest.raises(UsageError, match="--budget must be at least one generation"):
+        build_config(None, budget=5, popsize=8)

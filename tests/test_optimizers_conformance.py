@@ -1,0 +1,99 @@
+"""Every built-in optimizer passes the public conformance kit (promptopt.testing)."""
+
+import pytest
+import torch
+
+from promptopt.optimizers import (CMAES, OPTIMIZERS, DifferentialEvolution, NevergradOptimizer, RandomSearch,
+                                  get_optimizer, make_nevergrad)
+from promptopt.testing import OptimizerConformance
+
+
+class TestDEShade(OptimizerConformance):
+    optimizer_class = DifferentialEvolution
+    hyper = {"strategy": "shade"}
+
+
+class TestDEJade(OptimizerConformance):
+    optimizer_class = DifferentialEvolution
+    hyper = {"strategy": "jade"}
+
+
+class TestDERand1Bin(OptimizerConformance):
+    optimizer_class = DifferentialEvolution
+    hyper = {"strategy": "rand1bin"}
+
+
+class TestDEBest1Bin(OptimizerConformance):
+    optimizer_class = DifferentialEvolution
+    hyper = {"strategy": "best1bin"}
+
+
+class TestDELShadeResample(OptimizerConformance):
+    optimizer_class = DifferentialEvolution
+    hyper = {"strategy": "shade", "lpsr": True, "max_evaluations": 60, "bound_handling": "resample"}
+
+
+class TestCMA(OptimizerConformance):
+    optimizer_class = CMAES
+
+
+class TestRandom(OptimizerConformance):
+    optimizer_class = RandomSearch
+
+
+class TestNevergradTwoPointsDE(OptimizerConformance):
+    optimizer_class = make_nevergrad("ng:TwoPointsDE")
+
+
+class TestNevergradNGOpt(OptimizerConformance):
+    optimizer_class = NevergradOptimizer
+    hyper = {"budget": 100_000}  # small budgets make NGOpt pick a metamodel that breaks on numpy 2
+    dim = 12
+    generations = 4
+
+
+def test_registry_names():
+    assert OPTIMIZERS == {"de": DifferentialEvolution, "cma": CMAES, "random": RandomSearch}
+    for name, cls in OPTIMIZERS.items():
+        assert cls.name == name and get_optimizer(name) is cls
+    assert get_optimizer("ng:NGOpt") is NevergradOptimizer
+    cls = get_optimizer("ng:TwoPointsDE")
+    assert cls is make_nevergrad("ng:TwoPointsDE") and issubclass(cls, NevergradOptimizer)
+    assert cls.name == "ng:TwoPointsDE"
+
+
+def test_unknown_nevergrad_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="did you mean.*ng:TwoPointsDE"):
+        make_nevergrad("ng:TwoPointDE")
+
+
+def test_unknown_builtin_name_raises():
+    with pytest.raises(ValueError, match="unknown optimizer 'dee'"):
+        get_optimizer("dee")
+
+
+def test_de_popsize_message():
+    with pytest.raises(ValueError, match=r"^popsize must be >= 4 for de \(got 3\)$"):
+        DifferentialEvolution(5, bounds=(-1.0, 1.0), popsize=3)
+
+
+@pytest.mark.parametrize("name", ["de", "random", "cma", "ng:TwoPointsDE"])
+def test_x0_is_evaluated_or_used(name):
+    x0 = torch.linspace(-0.5, 0.5, 5)
+    opt = get_optimizer(name)(5, bounds=(-1.0, 1.0), popsize=6, seed=0, x0=x0)
+    z = opt.ask()
+    if name in ("de", "random"):
+        assert torch.equal(z[0], x0)  # exactly one member is the known point
+    assert (z >= -1).all() and (z <= 1).all()
+
+
+def test_x0_outside_bounds_rejected():
+    with pytest.raises(ValueError, match="x0 must be finite and inside the bounds"):
+        DifferentialEvolution(3, bounds=(-1.0, 1.0), popsize=5, x0=torch.tensor([0.0, 2.0, 0.0]))
+
+
+def test_ngopt_checkpoint_refused_with_clear_error():
+    opt = NevergradOptimizer(4, bounds=(-1.0, 1.0), popsize=4, seed=0)
+    assert "exact_resume" not in opt.capabilities
+    with pytest.raises(RuntimeError, match="cannot be checkpointed"):
+        opt.state_dict()

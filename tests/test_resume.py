@@ -1,0 +1,159 @@
+"""Checkpoint and resume: a run stopped anywhere resumes to exactly the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+import promptopt
+from conftest import invoke
+from promptopt.config import build_config
+from promptopt.errors import CheckpointError
+from promptopt.host import PluginHost
+from promptopt.runner import resume, run
+
+ARGS = dict(model="tiny", popsize=6, generations=8, seed=3)
+
+
+def outcome(run_dir):
+    history = pd.read_csv(run_dir / "history.csv").drop(columns="seconds")
+    soft = load_file(str(run_dir / "best" / "soft_prompt.safetensors"))["soft_prompt"]
+    return history, soft
+
+
+def assert_same(a, b):
+    pd.testing.assert_frame_equal(a[0], b[0], check_exact=True)
+    assert a[1].equal(b[1])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    run(build_config(None, **ARGS), PluginHost(load_entrypoints=False), run_dir, progress=False, echo=lambda s: None)
+    return outcome(run_dir)
+
+
+class Crash(BaseException):
+    """Like KeyboardInterrupt: not an Exception, so hook isolation does not swallow it."""
+
+
+class CrashAt:
+    """A plugin that raises after generation N's checkpoint, like a crash between generations."""
+
+    def __init__(self, generation):
+        self.generation = generation
+
+    @promptopt.hookimpl
+    def promptopt_generation_end(self, state, record):
+        if record["generation"] == self.generation:
+            raise Crash()
+
+
+@pytest.mark.parametrize("optimizer", ["de", "cma", "random", "ng:TwoPointsDE"])
+def test_crash_then_resume_gives_the_uninterrupted_history_and_soft_prompt(tmp_path, optimizer):
+    args = {**ARGS, "optimizer": optimizer}
+    quiet = dict(progress=False, echo=lambda s: None)
+    straight = tmp_path / "straight"
+    run(build_config(None, **args), PluginHost(load_entrypoints=False), straight, **quiet)
+    crashed = tmp_path / "crashed"
+    with pytest.raises(Crash):
+        run(build_config(None, **args), PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(3),)), crashed, **quiet)
+    assert len(pd.read_csv(crashed / "history.csv")) == 3 and not (crashed / "summary.json").exists()
+    resume(crashed, PluginHost(load_entrypoints=False), **quiet)
+    assert_same(outcome(straight), outcome(crashed))
+
+
+def test_sigkill_at_random_points_then_resume_is_identical(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    rng = random.Random(11)
+    cmd = [sys.executable, "-m", "promptopt", "run", "--model", "tiny", "--popsize", "6", "--generations", "8",
+           "--seed", "3", "--quiet", "--out", str(run_dir)]
+    kills = 0
+    for attempt in range(12):
+        args = cmd if not (run_dir / "checkpoint.safetensors").exists() else [
+            sys.executable, "-m", "promptopt", "run", "--resume", str(run_dir), "--quiet"]
+        if attempt and not (run_dir / "config.json").exists():
+            args = cmd
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 2:
+            # let it get into the generation loop, then kill it without warning
+            deadline = time.time() + 60
+            while time.time() < deadline and proc.poll() is None:
+                if (run_dir / "history.csv").exists() and len(pd.read_csv(run_dir / "history.csv")) >= 2 * kills + 1:
+                    break
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.3))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        if (run_dir / "summary.json").exists():
+            break
+    assert kills >= 1 and (run_dir / "summary.json").exists()
+    assert_same(reference, outcome(run_dir))
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_good_one(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    quiet = dict(progress=False, echo=lambda s: None)
+    with pytest.raises(Crash):
+        run(build_config(None, **ARGS), PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(4),)), run_dir, **quiet)
+    newest = run_dir / "checkpoint.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    warnings = []
+    resume(run_dir, PluginHost(load_entrypoints=False), progress=False, echo=warnings.append)
+    assert any("unreadable" in w and "checkpoint.prev" in w for w in warnings)
+    assert_same(reference, outcome(run_dir))
+
+
+def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Crash):
+        run(build_config(None, **ARGS), PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(2),)), run_dir,
+            progress=False, echo=lambda s: None)
+    for name in ("checkpoint.safetensors", "checkpoint.prev.safetensors"):
+        (run_dir / name).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        resume(run_dir, PluginHost(load_entrypoints=False))
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--quiet"])
+    assert code == 2 and "no usable checkpoint" in err
+
+
+def test_resume_can_extend_but_not_change_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    quiet = dict(progress=False, echo=lambda s: None)
+    run(build_config(None, **{**ARGS, "generations": 3}), PluginHost(load_entrypoints=False), run_dir, **quiet)
+    summary = resume(run_dir, PluginHost(load_entrypoints=False), overrides={"generations": 5}, **quiet)
+    assert summary["generations"] == 5 and len(pd.read_csv(run_dir / "history.csv")) == 5
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--seed", "9", "--quiet"])
+    assert code == 2 and "cannot change seed" in err
+    code, _, err = invoke(["run", "--resume", str(tmp_path / "nothing"), "--quiet"])
+    assert code == 2 and "not a run directory" in err
+
+
+def test_early_stopping_by_target_loss_and_patience(tmp_path):
+    quiet = dict(progress=False, echo=lambda s: None)
+    s = run(build_config(None, **{**ARGS, "target_loss": 1e9}), PluginHost(load_entrypoints=False), tmp_path / "a", **quiet)
+    assert s["stop_reason"] == "target_loss" and s["generations"] == 1
+    s = run(build_config(None, **{**ARGS, "generations": 40, "patience": 2, "optimizer": "random"}),
+            PluginHost(load_entrypoints=False), tmp_path / "b", **quiet)
+    history = pd.read_csv(tmp_path / "b" / "history.csv")
+    assert s["stop_reason"] in ("patience", "budget")
+    if s["stop_reason"] == "patience":
+        assert history["best_loss"].iloc[-1] == history["best_loss"].iloc[-3]
+    s = run(build_config(None, **{**ARGS, "generations": 1000, "time_limit": 1.0}), PluginHost(load_entrypoints=False),
+            tmp_path / "c", **quiet)
+    assert s["stop_reason"] == "time_limit" and s["generations"] < 1000
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["stop_reason"] == "time_limit"
