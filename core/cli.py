@@ -125,20 +125,19 @@ def export(run_dir, base_model) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json) -> None:
     """Show loaded plugins, their hooks, and what each registered."""
-    h = host()
-    infos = [{"name": i.name, "distribution": i.distribution, "version": i.version, "hooks": i.hooks,
-              "registered": i.registered} for i in h.info.values()]
-    failed = [{"name": f.plugin, "distribution": f.distribution, "error": f.reason} for f in h.failures]
+    described = host().describe()
     if as_json:
-        click.echo(json.dumps({"plugins": infos, "failed": failed}, indent=2))
+        click.echo(json.dumps(described, indent=2))
         return
-    for info in infos:
+    for info in described["plugins"]:
         click.echo(f"{info['name']} ({info['distribution']} {info['version']})")
         for kind, names in info["registered"].items():
             click.echo(f"  {kind}: {', '.join(names)}")
         others = [hk for hk in info["hooks"] if not hk.startswith("promptopt_register_")]
         if others:
             click.echo(f"  hooks: {', '.join(others)}")
+    for failed in described["failed"]:
+        click.echo(f"{failed['name']} ({failed['distribution']}): FAILED, {failed['error']}")
 
 
 @cli.command("list")
@@ -149,7 +148,7 @@ def list_cmd(kind) -> None:
     for entry in h.registries[kind]:
         click.echo(f"{entry.name:<12} {entry.description}  [{entry.plugin}]")
         if kind == "targets":
-            for t in entry.factory().list():
+            for t in h.target_table(entry.name).list():
                 scores = " ".join(f"{d} {v:.0f}" for d, v in t.scores.items())
                 click.echo(f"    {t.code:<16} {t.name:<28} {scores}")
 
@@ -157,7 +156,9 @@ def list_cmd(kind) -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         h = host()
-        h.pm.hook.promptopt_register_commands(cli=cli)
+        if not getattr(cli, "_plugin_commands_added", False):  # once per process, however often main() runs
+            h.pm.hook.promptopt_register_commands(cli=cli)
+            cli._plugin_commands_added = True
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
