@@ -56,7 +56,7 @@ class SoftPromptEvaluator:
 
     def __init__(self, backend: CausalLMBackend, prompts: list[str], n_options: list[int],
                  position: str = "suffix", system_prompt: str | None = None,
-                 batch_rows: int | None = None, memory_budget_mb: float = 768.0) -> None:
+                 batch_rows: int | None = None, memory_budget_mb: float = 512.0) -> None:
         if position not in POSITIONS:
             raise ValueError(f"soft-prompt position must be one of {', '.join(POSITIONS)} (got {position!r})")
         if len(prompts) != len(n_options) or not prompts:
@@ -89,6 +89,7 @@ class SoftPromptEvaluator:
         self.head_tokens = [len(h) for h in heads]
         self.tail_tokens = [len(t) for t in tails]
         self.batch_rows = batch_rows
+        self.last_batch_rows: int | None = None
         self.forward_tokens = 0  # new tokens run through the model, for throughput accounting
         params = inspect.signature(backend.model.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
@@ -138,6 +139,8 @@ class SoftPromptEvaluator:
             soft = torch.zeros(1, 0, backend.hidden_size, device=backend.device, dtype=backend.dtype)
         if soft.dim() != 3 or soft.shape[2] != backend.hidden_size:
             raise ValueError(f"soft prompts must be [P, K, {backend.hidden_size}], got {list(soft.shape)}")
+        if soft.shape[0] == 0:
+            raise ValueError("need at least one soft prompt (P >= 1)")
         soft = soft.to(device=backend.device, dtype=backend.dtype)
         P, K, Q = soft.shape[0], soft.shape[1], self.n_items
         rows = torch.arange(P * Q, device=backend.device)
