@@ -44,6 +44,7 @@ RUN_OPTIONS = [
     click.option("--position", type=click.Choice(["suffix", "prefix"]), help="where the soft tokens go (default suffix)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype"),
+    click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
     click.option("--targets", help="target table to resolve --country in (default hofstede)"),
     click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),
@@ -77,6 +78,29 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
         return
     config = build_config(config_file, **flags)
     run_alignment(config, host(), progress=not quiet, echo=click.echo)
+
+
+@cli.command()
+@click.argument("config_file", type=click.Path(dir_okay=False))
+def validate(config_file) -> None:
+    """Check a run config file: keys, types, values, and that every name it uses resolves."""
+    from .config import build_config
+
+    config = build_config(config_file)
+    h = host()
+    optimizer = h.optimizer_class(config.optimizer)
+    instrument = h.create_instrument(config.instrument)
+    scorer = h.create_scorer(instrument, config.scorer, config.constants or None)
+    target = h.target(config.country, config.targets)
+    missing = [d for d in scorer.dimensions if d not in target.scores]
+    if missing:
+        raise UsageError(f"target {target.name} has no score for {', '.join(missing)}; choose another --country")
+    if config.model not in h.registries["models"] and not Path(config.model).expanduser().exists() \
+            and "/" not in config.model:
+        h.entry("models", config.model)  # raises the unknown-model error
+    click.echo(f"{config_file}: ok ({config.optimizer} [{optimizer.__name__}], {instrument.name} with "
+               f"{len(instrument.items)} items, scorer {scorer.name}, target {target.name} ({target.code}), "
+               f"model {config.model}, {config.total_generations} generations x {config.popsize})")
 
 
 @cli.command()

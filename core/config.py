@@ -39,6 +39,7 @@ class RunConfig:
     patience: int | None = None
     time_limit: float | None = None
     icl_baseline: bool = True
+    respondents: int = 0
     constants: dict[str, float] = field(default_factory=dict)
     hyper: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
@@ -70,6 +71,7 @@ class RunConfig:
         need(self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be cpu or cuda[:N] (got {self.device!r})")
         need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
+        need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
         need(self.patience is None or self.patience >= 1, f"--patience must be >= 1 generation (got {self.patience})")
         need(self.time_limit is None or self.time_limit > 0, f"--time-limit must be > 0 seconds (got {self.time_limit})")
         if self.device.startswith("cuda"):

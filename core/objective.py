@@ -21,8 +21,11 @@ class SurveyResult:
 class SurveyObjective:
     """Everything between a population of soft prompts and its fitness, batched."""
 
-    def __init__(self, evaluator: SoftPromptEvaluator, scorer, target) -> None:
+    def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1) -> None:
+        if evaluator.n_items % respondents:
+            raise ValueError(f"{evaluator.n_items} prompts do not split into {respondents} respondents")
         self.evaluator = evaluator
+        self.respondents = respondents
         self.scorer = scorer
         self.target = target
         self.dimensions = tuple(scorer.dimensions)
@@ -30,5 +33,7 @@ class SurveyObjective:
 
     def __call__(self, soft: torch.Tensor | None) -> SurveyResult:
         answers = self.evaluator.evaluate(soft)
-        scores = self.scorer.score(answers.expected)
+        # prompts are respondent-major: [P, R * Q] -> item means over respondents [P, Q]
+        means = answers.expected.view(answers.expected.shape[0], self.respondents, -1).mean(1)
+        scores = self.scorer.score(means)
         return SurveyResult(l1_loss(scores, self.target_scores), scores, answers)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from promptopt.objectives import L1_DESCRIPTION
+from promptopt.objectives import L1_DESCRIPTION, simulated_respondents
 
 from . import __version__
 from .baselines import icl_system_prompt
@@ -84,11 +84,15 @@ def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt:
     instrument = host.create_instrument(config.instrument)
     scorer = host.create_scorer(instrument, config.scorer, config.constants or None)
     target = host.target(config.country, config.targets)
-    evaluator = SoftPromptEvaluator(backend, instrument.prompts(wording), list(instrument.n_options),
-                                    position=config.position, system_prompt=system_prompt,
-                                    batch_rows=config.batch_rows)
+    prompts, n_options = instrument.prompts(wording), list(instrument.n_options)
+    if config.respondents:
+        personas = simulated_respondents(instrument, config.respondents, config.seed)
+        prompts = [f"{persona}\n\n{prompt}" for persona in personas for prompt in prompts]
+        n_options = n_options * config.respondents
+    evaluator = SoftPromptEvaluator(backend, prompts, n_options, position=config.position,
+                                    system_prompt=system_prompt, batch_rows=config.batch_rows)
     try:
-        objective = SurveyObjective(evaluator, scorer, target)
+        objective = SurveyObjective(evaluator, scorer, target, respondents=max(1, config.respondents))
     except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
         raise UsageError(str(exc)) from None
     return instrument, scorer, target, objective

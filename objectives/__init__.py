@@ -24,6 +24,7 @@ from .instrument import (
     load_instrument,
     load_vsm13,
 )
+from .respondents import simulated_respondents
 from .loss import L1_DESCRIPTION, abs_errors, l1_loss
 from .scorer import LinearScorer, scorer_from_config, vsm13_scorer
 from .targets import (
@@ -60,6 +61,7 @@ __all__ = [
     "scorer_from_config",
     "vsm13_scorer",
     "DIMENSIONS",
+    "simulated_respondents",
     "TargetTable",
     "hofstede_table",
     "HOFSTEDE_2015_SOURCE",

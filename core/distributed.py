@@ -1,0 +1,359 @@
+"""Where a generation is evaluated: in this process (``local``) or on a Ray cluster (``ray``).
+
+The runner's loop is ``result = executor(optimizer.ask())``: an executor takes the search
+vectors z [P, d] the optimizer asked for and returns the population's
+``SurveyResult(loss [P], scores [P, D], answers)``, candidates in the order they were asked.
+
+``LocalExecutor`` is the in-process path (decode z, run the survey objective). ``RayExecutor``
+keeps the optimizer on the driver and fans the population out to Ray actors, one per GPU (or
+per CPU slot). Each actor builds the model, the search space and the survey objective ONCE,
+from the run's config, through the same ``runner.open_session`` the driver uses, so it keeps
+its own prefix KV cache for every generation. Per generation only z (P x d floats) goes out
+and loss, scores and the answer distributions come back; the soft prompts are decoded inside
+the actor with the same seeded projection, and the model never moves over the network.
+
+A chunk whose actor dies (killed, crashed, node lost) is resubmitted to a live actor and a
+replacement actor is started for later generations; the run goes on with the same numbers,
+since every chunk is a pure function of its z. An exception raised by the evaluation itself
+(a bug, CUDA out of memory) is not retried: it is raised on the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import PromptoptError, UsageError
+from .evaluator import AnswerDistribution
+from .objective import SurveyResult
+
+EXECUTORS = ("local", "ray")
+RAY_INSTALL_HINT = ("--executor ray needs Ray, which is not installed; "
+                    "install it with: pip install 'promptopt[ray]'  (or: pip install 'ray>=2.9')")
+
+
+class ExecutorError(PromptoptError, RuntimeError):
+    """The distributed executor could not evaluate a generation (exit status 1)."""
+
+    exit_code = 1
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+def make_executor(config, session):
+    """The executor a config asks for; ``close()`` it when the run stops."""
+    kind = getattr(config, "executor", "local")
+    if kind == "local":
+        return LocalExecutor(session)
+    if kind == "ray":
+        return RayExecutor(config, session, address=getattr(config, "ray_address", None),
+                           actors=getattr(config, "actors", None))
+    raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)} (got {kind!r})")
+
+
+class LocalExecutor:
+    """Decode and evaluate the whole population in this process (the default)."""
+
+    kind = "local"
+
+    def __init__(self, session) -> None:
+        self.space, self.objective = session.space, session.objective
+
+    def __call__(self, z: torch.Tensor) -> SurveyResult:
+        return self.objective(self.space.decode(z))
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": "local"}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def space_fingerprint(space) -> list[float]:
+    """A few sums that differ if two processes built different search spaces (weights, seed, code)."""
+    parts = [space.x0, space.lower, space.upper] + ([space.projection] if space.projection is not None else [])
+    return [float(p.double().sum()) for p in parts] + [float(space.dim), float(space.n_tokens)]
+
+
+class SurveyWorker:
+    """A Ray actor's state: one model, one search space, one survey objective, built once.
+
+    Plain Python (``ray.remote`` wraps it in the driver), so it is importable and testable
+    without Ray.
+    """
+
+    def __init__(self, config, threads: int | None = None) -> None:
+        import dataclasses
+
+        from .host import PluginHost
+        from .runner import open_session
+
+        if threads:
+            torch.set_num_threads(threads)
+        if any(f.name == "executor" for f in dataclasses.fields(config)):
+            config = dataclasses.replace(config, executor="local")
+        started = time.perf_counter()
+        self.session = open_session(PluginHost(), config)
+        self.setup_seconds = time.perf_counter() - started
+        self.evaluations = 0
+
+    def info(self) -> dict[str, Any]:
+        import platform
+
+        backend = self.session.backend
+        return {"pid": os.getpid(), "host": platform.node(), "device": str(backend.device),
+                "threads": torch.get_num_threads(), "setup_seconds": round(self.setup_seconds, 3),
+                "space": space_fingerprint(self.session.space)}
+
+    def evaluate(self, z: torch.Tensor) -> dict[str, Any]:
+        """z [p, d] (CPU) -> loss, scores and answers of those p candidates, as CPU tensors."""
+        started = time.perf_counter()
+        session = self.session
+        result = session.objective(session.space.decode(z))
+        self.evaluations += z.shape[0]
+        answers = result.answers
+        return {"loss": result.loss.cpu(), "scores": result.scores.cpu(), "probs": answers.probs.cpu(),
+                "mass": answers.mass.cpu(), "expected": answers.expected.cpu(),
+                "seconds": time.perf_counter() - started, "pid": os.getpid()}
+
+
+@dataclass
+class GenerationStats:
+    """Timing of the last generation on the executor, for benchmarks and logs."""
+
+    wall: float = 0.0            # driver: ask -> results gathered
+    actor_max: float = 0.0       # the slowest chunk's evaluation time inside its actor
+    actor_sum: float = 0.0
+    retries: int = 0
+    chunks: list[int] = field(default_factory=list)
+
+    @property
+    def overhead(self) -> float:
+        """Driver wall time not spent evaluating in the slowest actor: transfer, scheduling, gather."""
+        return max(0.0, self.wall - self.actor_max)
+
+
+class RayExecutor:
+    """Evaluate each generation on a pool of Ray actors; the driver keeps the optimizer.
+
+    ``address``: a Ray cluster to join (``ray.init(address=...)``; None: the cluster in
+    ``RAY_ADDRESS`` or an already initialised Ray, else a new local one). ``actors``: pool size
+    (default: one per GPU of the cluster with ``--device cuda``, else one per CPU).
+    ``cpus_per_actor``: CPU slots (and torch threads) per CPU actor. ``max_retries``: how many
+    times one chunk may be resubmitted after its actor is lost before the run fails.
+    """
+
+    kind = "ray"
+
+    def __init__(self, config, session=None, address: str | None = None, actors: int | None = None,
+                 cpus_per_actor: int = 1, max_retries: int = 3, start_timeout: float = 900.0,
+                 init_kwargs: dict[str, Any] | None = None) -> None:
+        ray = _import_ray()
+        self._ray = ray
+        from ray import exceptions as rex
+
+        self._lost_errors = tuple(getattr(rex, n) for n in (
+            "RayActorError", "WorkerCrashedError", "ObjectLostError", "NodeDiedError") if hasattr(rex, n))
+        self._task_error = rex.RayTaskError
+        self.config = config
+        self.cuda = str(config.device).startswith("cuda")
+        self.max_retries = max_retries
+        self.start_timeout = start_timeout
+        self._owns_ray = False
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": False, **(init_kwargs or {})}
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise UsageError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+            self._owns_ray = True
+        resources = ray.cluster_resources()
+        if self.cuda:
+            gpus = int(resources.get("GPU", 0))
+            if gpus < 1:
+                raise UsageError("--executor ray with --device cuda, but the Ray cluster has no GPU; "
+                                 "use --device cpu or add GPU nodes")
+            self.actor_options = {"num_gpus": 1, "num_cpus": 1}
+            self.threads = None
+            default = gpus
+        else:
+            self.actor_options = {"num_cpus": cpus_per_actor}
+            self.threads = cpus_per_actor
+            default = max(1, int(resources.get("CPU", 1)) // cpus_per_actor)
+        self.n_actors = actors or default
+        if self.n_actors < 1:
+            raise UsageError(f"--actors must be >= 1 (got {self.n_actors})")
+        self._remote_cls = ray.remote(SurveyWorker)
+        self.stats = GenerationStats()
+        self.restarts = 0
+        self.actors: list[Any] = []
+        self._infos: dict[Any, dict] = {}
+        self._reference = space_fingerprint(session.space) if session is not None else None
+        try:
+            for _ in range(self.n_actors):
+                self.actors.append(self._start_actor())
+            self._await_ready(self.actors)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- the pool -------------------------------------------------------------------------
+
+    def _start_actor(self):
+        actor = self._remote_cls.options(**self.actor_options).remote(self.config, self.threads)
+        self._infos[actor] = {"ready": actor.info.remote()}
+        return actor
+
+    def _await_ready(self, actors) -> None:
+        """Wait for the actors' model loads; a mismatched search space is a hard error."""
+        refs = [self._infos[a]["ready"] for a in actors]
+        try:
+            infos = self._ray.get(refs, timeout=self.start_timeout)
+        except self._ray.exceptions.GetTimeoutError:
+            raise ExecutorError(f"Ray actors did not start within {self.start_timeout:.0f} s (is the cluster "
+                                f"short of {'GPUs' if self.cuda else 'CPUs'} for {len(actors)} actors?)") from None
+        except (self._task_error, *self._lost_errors) as exc:
+            raise ExecutorError(f"a Ray actor failed to build the model and objective: {_first_line(exc)}") from None
+        for actor, info in zip(actors, infos):
+            self._infos[actor].update(info)
+            if self._reference is not None and not _close(info["space"], self._reference):
+                raise ExecutorError(f"Ray actor on {info['host']} built a different search space than the driver "
+                                    "(different model weights, seed or promptopt version on that node)")
+
+    def _replace(self, actor) -> None:
+        """Drop a lost actor and start a replacement; later generations (and retries) may use it."""
+        if actor not in self.actors:
+            return
+        self.actors.remove(actor)
+        self._infos.pop(actor, None)
+        try:
+            self._ray.kill(actor)
+        except Exception:  # already gone
+            pass
+        self.actors.append(self._start_actor())
+        self.restarts += 1
+
+    def _submit(self, actor, z: torch.Tensor):
+        """Send one chunk to one actor (a seam for tests: fault injection wraps this)."""
+        return actor.evaluate.remote(z)
+
+    # --- one generation ---------------------------------------------------------------------
+
+    def __call__(self, z: torch.Tensor) -> SurveyResult:
+        started = time.perf_counter()
+        device = z.device
+        z_cpu = z.detach().to("cpu", copy=True).contiguous()
+        chunks = [c for c in torch.tensor_split(z_cpu, min(len(self.actors), z_cpu.shape[0])) if c.shape[0]]
+        results: list[dict | None] = [None] * len(chunks)
+        pending: dict[Any, tuple[int, Any, int]] = {}
+        load: dict[Any, int] = {}
+
+        def submit(i: int, actor, attempt: int) -> None:
+            pending[self._submit(actor, chunks[i])] = (i, actor, attempt)
+            load[actor] = load.get(actor, 0) + 1
+
+        for i in range(len(chunks)):
+            submit(i, self.actors[i % len(self.actors)], 0)
+        retries = 0
+        while pending:
+            done, _ = self._ray.wait(list(pending), num_returns=1)
+            i, actor, attempt = pending.pop(done[0])
+            load[actor] -= 1
+            try:
+                results[i] = self._ray.get(done[0])
+            except self._task_error as exc:
+                # the evaluation raised: deterministic, so not retried; re-raise the actor's error here
+                for ref in pending:
+                    self._ray.cancel(ref)
+                cause = exc.as_instanceof_cause()
+                raise cause from None
+            except self._lost_errors as exc:
+                if attempt >= self.max_retries:
+                    raise ExecutorError(f"chunk {i} of the population was lost {attempt + 1} times "
+                                        f"(last: {_first_line(exc)}); giving up") from None
+                self._replace(actor)
+                load.pop(actor, None)
+                retries += 1
+                # prefer a live, already started actor with the least work queued; else the replacement
+                ready = [a for a in self.actors if "pid" in self._infos.get(a, {})] or self.actors
+                submit(i, min(ready, key=lambda a: load.get(a, 0)), attempt + 1)
+        self._adopt_started()
+        parts = results  # type: ignore[assignment]
+        cat = lambda key: torch.cat([p[key] for p in parts]).to(device)  # noqa: E731
+        answers = AnswerDistribution(probs=cat("probs"), mass=cat("mass"), expected=cat("expected"))
+        result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers)
+        seconds = [p["seconds"] for p in parts]
+        self.stats = GenerationStats(wall=time.perf_counter() - started, actor_max=max(seconds),
+                                     actor_sum=sum(seconds), retries=retries, chunks=[c.shape[0] for c in chunks])
+        return result
+
+    def _adopt_started(self) -> None:
+        """Record replacement actors whose start has finished (without waiting for the others)."""
+        waiting = [a for a in self.actors if "pid" not in self._infos.get(a, {"pid": 0})]
+        if not waiting:
+            return
+        refs = [self._infos[a]["ready"] for a in waiting]
+        done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        for actor in waiting:
+            if self._infos[actor]["ready"] in done:
+                try:
+                    self._await_ready([actor])
+                except ExecutorError:
+                    self._replace(actor)
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": "ray", "actors": len(self.actors), "restarts": self.restarts,
+                "actor_options": self.actor_options,
+                "nodes": sorted({i["host"] for i in self._infos.values() if "host" in i})}
+
+    def close(self) -> None:
+        """Kill the actors; shut Ray down if this executor started it."""
+        for actor in self.actors:
+            try:
+                self._ray.kill(actor)
+            except Exception:
+                pass
+        self.actors = []
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+            self._owns_ray = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(a, b))
