@@ -8,9 +8,11 @@ vectors z [P, d] the optimizer asked for and returns the population's
 keeps the optimizer on the driver and fans the population out to Ray actors, one per GPU (or
 per CPU slot). Each actor builds the model, the search space and the survey objective ONCE,
 from the run's config, through the same ``runner.open_session`` the driver uses, so it keeps
-its own prefix KV cache for every generation. Per generation only z (P x d floats) goes out
-and loss, scores and the answer distributions come back; the soft prompts are decoded inside
-the actor with the same seeded projection, and the model never moves over the network.
+its own prefix KV cache for every generation. Per generation only z (P x d floats, put in the
+object store once and fetched once per actor) goes out, with each actor's slice of the
+population, and loss, scores and the answer distributions of the slice come back; the soft
+prompts are decoded inside the actor with the same seeded projection, and the model never
+moves over the network.
 
 A chunk whose actor dies (killed, crashed, node lost) is resubmitted to a live actor and a
 replacement actor is started for later generations; the run goes on with the same numbers,
@@ -129,12 +131,18 @@ class SurveyWorker:
                 "threads": torch.get_num_threads(), "setup_seconds": round(self.setup_seconds, 3),
                 "space": space_fingerprint(self.session.space)}
 
-    def evaluate(self, z: torch.Tensor) -> dict[str, Any]:
-        """z [p, d] (CPU) -> loss, scores and answers of those p candidates, as CPU tensors."""
+    def evaluate(self, z: torch.Tensor, start: int = 0, stop: int | None = None) -> dict[str, Any]:
+        """Candidates start:stop of the population z [P, d] -> their loss, scores, answers (CPU tensors).
+
+        The whole population is decoded (a [P, d] x [d, K*H] product, negligible next to the
+        model) and then sliced, so each soft prompt is bit for bit the one the driver's
+        ``space.decode(z)`` gives: a matmul over fewer rows may round differently.
+        """
         started = time.perf_counter()
         session = self.session
-        result = session.objective(session.space.decode(z))
-        self.evaluations += z.shape[0]
+        soft = session.space.decode(z)[start:stop]
+        result = session.objective(soft)
+        self.evaluations += soft.shape[0]
         answers = result.answers
         return {"loss": result.loss.cpu(), "scores": result.scores.cpu(), "probs": answers.probs.cpu(),
                 "mass": answers.mass.cpu(), "expected": answers.expected.cpu(),
@@ -164,14 +172,15 @@ class RayExecutor:
     ``RAY_ADDRESS`` or an already initialised Ray, else a new local one). ``actors``: pool size
     (default: one per GPU of the cluster with ``--device cuda``, else one per CPU).
     ``cpus_per_actor``: CPU slots (and torch threads) per CPU actor. ``max_retries``: how many
-    times one chunk may be resubmitted after its actor is lost before the run fails.
+    times one chunk may be resubmitted after its actor is lost before the run fails;
+    ``max_restarts``: lost actors replaced per run before it fails (default 4 per actor).
     """
 
     kind = "ray"
 
     def __init__(self, config, session=None, address: str | None = None, actors: int | None = None,
-                 cpus_per_actor: int = 1, max_retries: int = 3, start_timeout: float = 900.0,
-                 init_kwargs: dict[str, Any] | None = None) -> None:
+                 cpus_per_actor: int = 1, max_retries: int = 3, max_restarts: int | None = None,
+                 start_timeout: float = 900.0, init_kwargs: dict[str, Any] | None = None) -> None:
         ray = _import_ray()
         self._ray = ray
         from ray import exceptions as rex
@@ -208,6 +217,7 @@ class RayExecutor:
         self.n_actors = actors or default
         if self.n_actors < 1:
             raise UsageError(f"--actors must be >= 1 (got {self.n_actors})")
+        self.max_restarts = 4 * self.n_actors if max_restarts is None else max_restarts
         self._remote_cls = ray.remote(SurveyWorker)
         self.stats = GenerationStats()
         self.restarts = 0
@@ -249,6 +259,9 @@ class RayExecutor:
         """Drop a lost actor and start a replacement; later generations (and retries) may use it."""
         if actor not in self.actors:
             return
+        if self.restarts >= self.max_restarts:
+            raise ExecutorError(f"{self.restarts} Ray actors were lost and replaced in this run; giving up "
+                                "(check the cluster: node failures, out-of-memory kills)")
         self.actors.remove(actor)
         self._infos.pop(actor, None)
         try:
@@ -258,9 +271,9 @@ class RayExecutor:
         self.actors.append(self._start_actor())
         self.restarts += 1
 
-    def _submit(self, actor, z: torch.Tensor):
-        """Send one chunk to one actor (a seam for tests: fault injection wraps this)."""
-        return actor.evaluate.remote(z)
+    def _submit(self, actor, z, span: tuple[int, int]):
+        """Ask one actor for candidates span[0]:span[1] of z (a seam for tests: fault injection wraps it)."""
+        return actor.evaluate.remote(z, *span)
 
     # --- one generation ---------------------------------------------------------------------
 
@@ -268,13 +281,14 @@ class RayExecutor:
         started = time.perf_counter()
         device = z.device
         z_cpu = z.detach().to("cpu", copy=True).contiguous()
-        chunks = [c for c in torch.tensor_split(z_cpu, min(len(self.actors), z_cpu.shape[0])) if c.shape[0]]
+        z_ref = self._ray.put(z_cpu)  # stored once, fetched once per actor: P x d floats
+        chunks = _spans(z_cpu.shape[0], len(self.actors))
         results: list[dict | None] = [None] * len(chunks)
         pending: dict[Any, tuple[int, Any, int]] = {}
         load: dict[Any, int] = {}
 
         def submit(i: int, actor, attempt: int) -> None:
-            pending[self._submit(actor, chunks[i])] = (i, actor, attempt)
+            pending[self._submit(actor, z_ref, chunks[i])] = (i, actor, attempt)
             load[actor] = load.get(actor, 0) + 1
 
         for i in range(len(chunks)):
@@ -309,7 +323,7 @@ class RayExecutor:
         result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers)
         seconds = [p["seconds"] for p in parts]
         self.stats = GenerationStats(wall=time.perf_counter() - started, actor_max=max(seconds),
-                                     actor_sum=sum(seconds), retries=retries, chunks=[c.shape[0] for c in chunks])
+                                     actor_sum=sum(seconds), retries=retries, chunks=[b - a for a, b in chunks])
         return result
 
     def _adopt_started(self) -> None:
@@ -348,6 +362,14 @@ class RayExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _spans(n: int, parts: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) slices of n candidates over at most `parts` actors, sizes within 1."""
+    parts = max(1, min(parts, n))
+    sizes = [n // parts + (i < n % parts) for i in range(parts)]
+    ends = [sum(sizes[:i + 1]) for i in range(parts)]
+    return [(end - size, end) for size, end in zip(sizes, ends)]
 
 
 def _first_line(exc: BaseException) -> str:
