@@ -118,6 +118,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small dims/budget/seeds: a smoke run")
     ap.add_argument("--only-overhead", action="store_true", help="skip part (a)")
+    ap.add_argument("--budget", type=int, default=20_000, help="evaluations per run in part (a) (default 20000)")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per cell in part (a) (default 5)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}\n")
@@ -126,7 +128,7 @@ def main(argv=None) -> None:
         if args.quick:
             quality(dim=20, popsize=20, budget=2000, seeds=3)
         else:
-            quality(dim=100, popsize=50, budget=20_000, seeds=5)
+            quality(dim=100, popsize=50, budget=args.budget, seeds=args.seeds)
     if args.quick:
         overhead(dim=5760, popsize=64, generations={"de": 10, "ng:TwoPointsDE": 2, "ng:DE": 1}, repeats=3)
     else:

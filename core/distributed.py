@@ -118,6 +118,8 @@ class SurveyWorker:
             torch.set_num_threads(threads)
         if any(f.name == "executor" for f in dataclasses.fields(config)):
             config = dataclasses.replace(config, executor="local")
+        if str(config.device).startswith("cuda"):  # Ray shows a GPU actor only its own GPU, as cuda:0
+            config = dataclasses.replace(config, device="cuda")
         started = time.perf_counter()
         self.session = open_session(PluginHost(), config)
         self.setup_seconds = time.perf_counter() - started
@@ -303,7 +305,10 @@ class RayExecutor:
             except self._task_error as exc:
                 # the evaluation raised: deterministic, so not retried; re-raise the actor's error here
                 for ref in pending:
-                    self._ray.cancel(ref)
+                    try:
+                        self._ray.cancel(ref)
+                    except Exception:  # cancelling is best effort
+                        pass
                 cause = exc.as_instanceof_cause()
                 raise cause from None
             except self._lost_errors as exc:

@@ -16,7 +16,6 @@ import importlib
 import inspect
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import entry_points
@@ -25,7 +24,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
+from . import hookspecs, validation
 from .errors import PluginError, UsageError
 from .registry import Entry, Registry
 
@@ -91,115 +90,6 @@ def _env_list(name: str) -> set[str] | None:
     return None if value is None else {v.strip() for v in value.split(",") if v.strip()}
 
 
-# -- validation: one function per kind, used for built-ins and third-party plugins alike ----
-
-def _describe(obj: Any) -> str:
-    return getattr(obj, "__qualname__", None) or type(obj).__name__
-
-
-def _check_callable_as(kind: str, name: str, factory: Any, call: str, *args: Any, **kwargs: Any) -> None:
-    """The factory must accept exactly the keyword arguments the host will pass."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):  # some builtins and C callables have no signature: trust them
-        return
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise PluginError(f'{kind} "{name}": factory {_describe(factory)}{signature} cannot be called as {call} ({exc})') from None
-
-
-def validate_model_factory(name: str, factory: Any) -> None:
-    _check_callable_as("model", name, factory, "factory(device=..., dtype=...)", device="cpu", dtype=None)
-
-
-def validate_instrument_factory(name: str, factory: Any) -> None:
-    _check_callable_as("instrument", name, factory, "factory()")
-
-
-def validate_scorer_factory(name: str, factory: Any) -> None:
-    _check_callable_as("scorer", name, factory, "factory(constants=...)", constants=None)
-
-
-def validate_target_factory(name: str, factory: Any) -> None:
-    _check_callable_as("target table", name, factory, "factory()")
-
-
-def validate_optimizer(name: str, cls: Any) -> None:
-    from promptopt.optimizers import Optimizer
-
-    if name.endswith(":*"):
-        _check_callable_as("optimizer family", name, cls, "make(member_name)", "Member")
-        return  # its members are validated when resolved
-    if not (inspect.isclass(cls) and issubclass(cls, Optimizer)):
-        raise PluginError(f'optimizer "{name}" must be a subclass of promptopt.optimizers.Optimizer, got {cls!r}')
-    missing = [m for m in ("_ask", "_tell") if getattr(cls, m) is getattr(Optimizer, m)]
-    if missing:
-        raise PluginError(f'optimizer "{name}" ({cls.__qualname__}) does not implement {" and ".join(missing)}; '
-                          "see promptopt.optimizers.Optimizer")
-
-
-VALIDATORS: dict[str, Callable[[str, Any], None]] = {
-    "models": validate_model_factory,
-    "instruments": validate_instrument_factory,
-    "scorers": validate_scorer_factory,
-    "optimizers": validate_optimizer,
-    "targets": validate_target_factory,
-}
-"""Registration-time checks per kind; every registration, built-in or not, goes through these."""
-
-MODEL_ATTRIBUTES = ("model", "tokenizer", "device", "dtype", "hidden_size", "embedding_matrix", "embed",
-                    "encode", "single_token_id", "render_chat", "describe")
-TARGET_ATTRIBUTES = ("code", "name", "scores", "source", "scores_tensor", "describe")
-
-
-def _missing(obj: Any, names: tuple[str, ...]) -> list[str]:
-    present = set(dir(obj))  # dir() does not evaluate properties
-    return [n for n in names if n not in present]
-
-
-def check_instrument(name: str, obj: Any) -> None:
-    """What an instrument factory returned: an Instrument whose every item has an answer scale."""
-    from promptopt.objectives import Instrument
-
-    if not isinstance(obj, Instrument):
-        raise PluginError(f'instrument "{name}": factory returned {type(obj).__name__}, expected a '
-                          "promptopt.objectives.Instrument (load_instrument(path) builds one from TOML)")
-    if not obj.items:
-        raise PluginError(f'instrument "{name}" has no content items')
-    for item in obj.items:
-        if getattr(getattr(item, "scale", None), "n_options", 0) < 2:
-            raise PluginError(f'instrument "{name}": item {item.number} has no answer scale with at least 2 options')
-
-
-def check_scorer(name: str, obj: Any) -> None:
-    dims = getattr(obj, "dimensions", None)
-    if (not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, str) for d in dims)
-            or not callable(getattr(obj, "score", None)) or not callable(getattr(obj, "describe", None))):
-        raise PluginError(f'scorer "{name}": factory returned {type(obj).__name__}, expected an object with '
-                          "dimensions (non-empty tuple of str), score(means) and describe(), e.g. a LinearScorer")
-
-
-def check_model(name: str, obj: Any) -> None:
-    missing = _missing(obj, MODEL_ATTRIBUTES)
-    if missing:
-        raise PluginError(f'model "{name}": factory returned {type(obj).__name__} without {", ".join(missing)}; '
-                          "expected a promptopt.models.CausalLMBackend")
-
-
-def check_target_table(name: str, obj: Any) -> None:
-    if not (callable(getattr(obj, "resolve", None)) and callable(getattr(obj, "list", None))):
-        raise PluginError(f'target table "{name}": factory returned {type(obj).__name__}, expected an object with '
-                          "resolve(query) -> Target and list() -> list[Target], e.g. a TargetTable")
-
-
-def check_target(table: str, obj: Any) -> None:
-    missing = _missing(obj, TARGET_ATTRIBUTES)
-    if missing or not isinstance(getattr(obj, "scores", None), Mapping):
-        raise PluginError(f'target table "{table}": resolve() returned {type(obj).__name__} without '
-                          f"{', '.join(missing) or 'a scores mapping'}; expected a promptopt.objectives.Target")
-
-
 class PluginHost:
     """Loads plugins and offers a typed lookup by name for each kind of registered thing."""
 
@@ -225,7 +115,7 @@ class PluginHost:
 
     @staticmethod
     def _validate(kind: str, name: str, factory: Any) -> None:
-        VALIDATORS[kind](name, factory)  # looked up at call time, so tests can observe it
+        validation.VALIDATORS[kind](name, factory)  # looked up at call time, so tests can observe it
 
     # -- loading -------------------------------------------------------------------------
     def _add(self, plugin: Any, name: str, dist: str, version: str) -> None:
@@ -385,7 +275,7 @@ class PluginHost:
         """A model by registered name, else a local path or cached Hugging Face id."""
         if name in self.registries["models"]:
             backend = self.registries["models"].get(name).factory(device=device, dtype=dtype)
-            return self._checked_once("models", name, backend, check_model)
+            return self._checked_once("models", name, backend, validation.check_model)
         from promptopt.models import load_pretrained
 
         if Path(name).expanduser().exists() or "/" in name:
@@ -408,7 +298,7 @@ class PluginHost:
             except (ValueError, KeyError) as exc:
                 raise UsageError(str(exc).strip("'\"")) from None
         instrument = self.entry("instruments", name).factory()
-        return self._checked_once("instruments", name, instrument, check_instrument)
+        return self._checked_once("instruments", name, instrument, validation.check_instrument)
 
     def create_scorer(self, instrument, name: str | None = None, constants: dict | None = None):
         """The named scorer, else the instrument's own ([scorer] table) or the one named like it."""
@@ -421,7 +311,7 @@ class PluginHost:
                 raise UsageError(f"instrument {name!r} has no [scorer] section and no scorer named {name!r} is "
                                  f"registered; give --scorer (registered: {', '.join(self.registries['scorers'].names())})")
         scorer = self.entry("scorers", name).factory(constants=constants)
-        return self._checked_once("scorers", name, scorer, check_scorer)
+        return self._checked_once("scorers", name, scorer, validation.check_scorer)
 
     def optimizer_class(self, name: str) -> type:
         entry = self.entry("optimizers", name)
@@ -432,12 +322,12 @@ class PluginHost:
             cls = entry.factory(member)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        validate_optimizer(name, cls)
+        validation.validate_optimizer(name, cls)
         return cls
 
     def target_table(self, table: str = DEFAULT_TARGET_TABLE):
         """The registered target table (``resolve(query)``, ``list()``), checked on first use."""
-        return self._checked_once("targets", table, self.entry("targets", table).factory(), check_target_table)
+        return self._checked_once("targets", table, self.entry("targets", table).factory(), validation.check_target_table)
 
     def target(self, query: str, table: str = DEFAULT_TARGET_TABLE):
         targets = self.target_table(table)
@@ -445,5 +335,5 @@ class PluginHost:
             target = targets.resolve(query)
         except (ValueError, KeyError) as exc:
             raise UsageError(str(exc).strip("'\"")) from None
-        check_target(table, target)
+        validation.check_target(table, target)
         return target

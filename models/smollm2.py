@@ -58,6 +58,7 @@ def _convert(gguf: Path, dest: Path) -> None:
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{gguf}\n")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -34,6 +35,10 @@ def test_run_writes_a_complete_run_directory_and_improves_on_naive(tmp_path):
     assert "naive" in stdout and "aligned" in stdout and "mean absolute difference" in stdout
     events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
     assert events == ["run_start"] + ["generation_end"] * 5 + ["run_end"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("config.json", "history.csv", "summary.json", "best/soft_prompt.safetensors"):
+        assert (out / written).stat().st_mode & 0o777 == 0o666 & ~umask, written  # not mkstemp's 0600
 
 
 def test_same_seed_same_config_gives_identical_history_bit_for_bit(tmp_path):

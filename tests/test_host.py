@@ -152,15 +152,15 @@ def _plugin(hook: str, *registrations):
 
 
 def test_builtins_pass_through_the_same_validators(monkeypatch):
-    import promptopt.host as host_module
+    import promptopt.validation as validation
 
     seen = []
-    for kind, check in list(host_module.VALIDATORS.items()):
-        monkeypatch.setitem(host_module.VALIDATORS, kind,
+    for kind, check in list(validation.VALIDATORS.items()):
+        monkeypatch.setitem(validation.VALIDATORS, kind,
                             lambda name, factory, kind=kind, check=check: (seen.append((kind, name)), check(name, factory)))
     created = []
-    real_check = host_module.check_instrument
-    monkeypatch.setattr(host_module, "check_instrument", lambda name, obj: (created.append(name), real_check(name, obj)))
+    real_check = validation.check_instrument
+    monkeypatch.setattr(validation, "check_instrument", lambda name, obj: (created.append(name), real_check(name, obj)))
     host = PluginHost(load_entrypoints=False)
     assert {("models", "tiny"), ("models", "smollm2"), ("instruments", "vsm13"), ("scorers", "vsm13"),
             ("optimizers", "de"), ("optimizers", "ng:*"), ("targets", "hofstede")} <= set(seen)

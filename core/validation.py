@@ -1,0 +1,119 @@
+"""Validation of what plugins register, one function per kind, for built-ins and third parties alike.
+
+Registration-time checks (``VALIDATORS``) only look at signatures, so listing plugins stays
+cheap; the ``check_*`` functions look at what a factory returned, once, on first creation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from .errors import PluginError
+
+def _describe(obj: Any) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__name__
+
+
+def _check_callable_as(kind: str, name: str, factory: Any, call: str, *args: Any, **kwargs: Any) -> None:
+    """The factory must accept exactly the keyword arguments the host will pass."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some builtins and C callables have no signature: trust them
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise PluginError(f'{kind} "{name}": factory {_describe(factory)}{signature} cannot be called as {call} ({exc})') from None
+
+
+def validate_model_factory(name: str, factory: Any) -> None:
+    _check_callable_as("model", name, factory, "factory(device=..., dtype=...)", device="cpu", dtype=None)
+
+
+def validate_instrument_factory(name: str, factory: Any) -> None:
+    _check_callable_as("instrument", name, factory, "factory()")
+
+
+def validate_scorer_factory(name: str, factory: Any) -> None:
+    _check_callable_as("scorer", name, factory, "factory(constants=...)", constants=None)
+
+
+def validate_target_factory(name: str, factory: Any) -> None:
+    _check_callable_as("target table", name, factory, "factory()")
+
+
+def validate_optimizer(name: str, cls: Any) -> None:
+    from promptopt.optimizers import Optimizer
+
+    if name.endswith(":*"):
+        _check_callable_as("optimizer family", name, cls, "make(member_name)", "Member")
+        return  # its members are validated when resolved
+    if not (inspect.isclass(cls) and issubclass(cls, Optimizer)):
+        raise PluginError(f'optimizer "{name}" must be a subclass of promptopt.optimizers.Optimizer, got {cls!r}')
+    missing = [m for m in ("_ask", "_tell") if getattr(cls, m) is getattr(Optimizer, m)]
+    if missing:
+        raise PluginError(f'optimizer "{name}" ({cls.__qualname__}) does not implement {" and ".join(missing)}; '
+                          "see promptopt.optimizers.Optimizer")
+
+
+VALIDATORS: dict[str, Callable[[str, Any], None]] = {
+    "models": validate_model_factory,
+    "instruments": validate_instrument_factory,
+    "scorers": validate_scorer_factory,
+    "optimizers": validate_optimizer,
+    "targets": validate_target_factory,
+}
+"""Registration-time checks per kind; every registration, built-in or not, goes through these."""
+
+MODEL_ATTRIBUTES = ("model", "tokenizer", "device", "dtype", "hidden_size", "embedding_matrix", "embed",
+                    "encode", "single_token_id", "render_chat", "describe")
+TARGET_ATTRIBUTES = ("code", "name", "scores", "source", "scores_tensor", "describe")
+
+
+def _missing(obj: Any, names: tuple[str, ...]) -> list[str]:
+    present = set(dir(obj))  # dir() does not evaluate properties
+    return [n for n in names if n not in present]
+
+
+def check_instrument(name: str, obj: Any) -> None:
+    """What an instrument factory returned: an Instrument whose every item has an answer scale."""
+    from promptopt.objectives import Instrument
+
+    if not isinstance(obj, Instrument):
+        raise PluginError(f'instrument "{name}": factory returned {type(obj).__name__}, expected a '
+                          "promptopt.objectives.Instrument (load_instrument(path) builds one from TOML)")
+    if not obj.items:
+        raise PluginError(f'instrument "{name}" has no content items')
+    for item in obj.items:
+        if getattr(getattr(item, "scale", None), "n_options", 0) < 2:
+            raise PluginError(f'instrument "{name}": item {item.number} has no answer scale with at least 2 options')
+
+
+def check_scorer(name: str, obj: Any) -> None:
+    dims = getattr(obj, "dimensions", None)
+    if (not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, str) for d in dims)
+            or not callable(getattr(obj, "score", None)) or not callable(getattr(obj, "describe", None))):
+        raise PluginError(f'scorer "{name}": factory returned {type(obj).__name__}, expected an object with '
+                          "dimensions (non-empty tuple of str), score(means) and describe(), e.g. a LinearScorer")
+
+
+def check_model(name: str, obj: Any) -> None:
+    missing = _missing(obj, MODEL_ATTRIBUTES)
+    if missing:
+        raise PluginError(f'model "{name}": factory returned {type(obj).__name__} without {", ".join(missing)}; '
+                          "expected a promptopt.models.CausalLMBackend")
+
+
+def check_target_table(name: str, obj: Any) -> None:
+    if not (callable(getattr(obj, "resolve", None)) and callable(getattr(obj, "list", None))):
+        raise PluginError(f'target table "{name}": factory returned {type(obj).__name__}, expected an object with '
+                          "resolve(query) -> Target and list() -> list[Target], e.g. a TargetTable")
+
+
+def check_target(table: str, obj: Any) -> None:
+    missing = _missing(obj, TARGET_ATTRIBUTES)
+    if missing or not isinstance(getattr(obj, "scores", None), Mapping):
+        raise PluginError(f'target table "{table}": resolve() returned {type(obj).__name__} without '
+                          f"{', '.join(missing) or 'a scores mapping'}; expected a promptopt.objectives.Target")
