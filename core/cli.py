@@ -63,6 +63,11 @@ def run_options(fn):
 @click.option("--patience", type=int, help="stop after this many generations without improvement")
 @click.option("--time-limit", type=float, help="stop after this many seconds of optimisation")
 @click.option("--icl/--no-icl", "icl_baseline", default=None, help="also score the ICL persona baseline (default on)")
+@click.option("--executor", type=click.Choice(["local", "ray"]),
+              help="where generations are evaluated: local (default) or ray (pip install 'promptopt[ray]')")
+@click.option("--ray-address", help="Ray cluster to join, e.g. auto or ray://HEAD:10001 "
+              "(default: $RAY_ADDRESS, else a new local Ray)")
+@click.option("--actors", type=int, help="Ray actors (default: one per GPU with --device cuda, else one per CPU)")
 @click.option("--out", help="run directory (default runs/<time>-<optimizer>-<country>)")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="continue the run in this directory")
 @click.option("--quiet", is_flag=True, help="no progress bar")

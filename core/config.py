@@ -12,6 +12,7 @@ from typing import Any
 from .errors import UsageError
 
 POSITIONS = ("suffix", "prefix")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -40,6 +41,9 @@ class RunConfig:
     time_limit: float | None = None
     icl_baseline: bool = True
     respondents: int = 0
+    executor: str = "local"
+    ray_address: str | None = None
+    actors: int | None = None
     constants: dict[str, float] = field(default_factory=dict)
     hyper: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
@@ -74,6 +78,14 @@ class RunConfig:
         need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
         need(self.patience is None or self.patience >= 1, f"--patience must be >= 1 generation (got {self.patience})")
         need(self.time_limit is None or self.time_limit > 0, f"--time-limit must be > 0 seconds (got {self.time_limit})")
+        need(self.executor in EXECUTORS, f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})")
+        need(self.actors is None or self.actors >= 1, f"--actors must be >= 1 (got {self.actors})")
+        need(self.executor == "ray" or (self.ray_address is None and self.actors is None),
+             "--ray-address and --actors need --executor ray")
+        if self.executor == "ray":
+            from .distributed import RAY_INSTALL_HINT, ray_available
+
+            need(ray_available(), RAY_INSTALL_HINT)
         if self.device.startswith("cuda"):
             import torch
 

@@ -25,6 +25,7 @@ from . import __version__
 from .baselines import icl_system_prompt
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, config_from_mapping
+from .distributed import make_executor
 from .errors import CheckpointError, PromptoptError, UsageError
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
@@ -32,7 +33,9 @@ from .objective import SurveyObjective
 from .rundir import write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, make_space
 
-RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience")
+# stopping rules, and where generations are evaluated (which does not change the numbers)
+RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience",
+                      "executor", "ray_address", "actors")
 
 
 @dataclass
@@ -229,29 +232,35 @@ def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
 
 def _optimise(host: PluginHost, session: Session, state: RunState, progress: bool,
               echo: Callable[[str], None]) -> dict[str, Any]:
-    objective, space, optimizer = session.objective, session.space, session.optimizer
+    objective, optimizer = session.objective, session.optimizer
+    # z [P, d] -> SurveyResult: in this process, or on Ray actors (--executor ray), see distributed.py
+    executor = make_executor(state.config, session)
     host.pm.hook.promptopt_run_start(state=state)
     started, elapsed0 = time.perf_counter(), state.elapsed
     bar = tqdm(total=state.config.total_generations, initial=len(state.history), desc="generations", unit="gen",
                disable=not progress, file=sys.stderr)
-    while not (reason := _should_stop(state, started, elapsed0)):
-        t0 = time.perf_counter()
-        result = objective(space.decode(optimizer.ask()))
-        optimizer.tell(result.loss)
-        i = int(torch.argmin(result.loss))
-        if float(result.loss[i]) < state.best_loss:
-            state.best_loss, state.best_scores = float(result.loss[i]), result.scores[i].tolist()
-        record = {"generation": len(state.history) + 1, "evaluations": optimizer.evaluations,
-                  "best_loss": state.best_loss, "mean_loss": float(result.loss.mean()),
-                  "seconds": round(time.perf_counter() - t0, 3), **dict(zip(objective.dimensions, state.best_scores))}
-        state.history.append(record)
-        state.elapsed = elapsed0 + time.perf_counter() - started
-        write_history(state.run_dir / "history.csv", state.history)
-        _save(state)
-        bar.update(1)
-        bar.set_postfix(best=f"{state.best_loss:.2f}", naive=f"{state.naive['loss']:.2f}")
-        host.pm.hook.promptopt_generation_end(state=state, record=record)
-    bar.close()
+    try:
+        while not (reason := _should_stop(state, started, elapsed0)):
+            t0 = time.perf_counter()
+            result = executor(optimizer.ask())
+            optimizer.tell(result.loss)
+            i = int(torch.argmin(result.loss))
+            if float(result.loss[i]) < state.best_loss:
+                state.best_loss, state.best_scores = float(result.loss[i]), result.scores[i].tolist()
+            record = {"generation": len(state.history) + 1, "evaluations": optimizer.evaluations,
+                      "best_loss": state.best_loss, "mean_loss": float(result.loss.mean()),
+                      "seconds": round(time.perf_counter() - t0, 3),
+                      **dict(zip(objective.dimensions, state.best_scores))}
+            state.history.append(record)
+            state.elapsed = elapsed0 + time.perf_counter() - started
+            write_history(state.run_dir / "history.csv", state.history)
+            _save(state)
+            bar.update(1)
+            bar.set_postfix(best=f"{state.best_loss:.2f}", naive=f"{state.naive['loss']:.2f}")
+            host.pm.hook.promptopt_generation_end(state=state, record=record)
+    finally:
+        bar.close()
+        executor.close()
     state.stop_reason = reason
     return _finish(host, session, state, echo)
 
