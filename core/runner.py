@@ -7,6 +7,7 @@ an uninterrupted run would have produced.
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 import sys
@@ -107,6 +108,8 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
         raise UsageError(f"--popsize must be >= {cls.min_popsize} for {config.optimizer} (got {config.popsize})")
     hyper = dict(config.hyper)
     hyper.setdefault("x0", space.z0)  # start the search at the initial soft prompt
+    if "budget" in inspect.signature(cls).parameters:  # e.g. NGOpt picks its algorithm by budget
+        hyper.setdefault("budget", config.total_generations * config.popsize)
     try:
         return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
                    device=space.lower.device, **hyper)

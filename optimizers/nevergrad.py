@@ -62,7 +62,8 @@ class NevergradOptimizer(Optimizer):
         hi = self.upper.double().cpu().numpy()
         x0t = self._check_x0(x0)
         init = (lo + hi) / 2 if x0t is None else x0t.double().cpu().numpy()
-        param = ng.p.Array(init=init).set_bounds(lo, hi)
+        # sigma (hi - lo) / 6, as Nevergrad advises for bounded arrays (its default 1 ignores the scale)
+        param = ng.p.Array(init=init).set_mutation(sigma=(hi - lo) / 6).set_bounds(lo, hi)
         param.random_state = np.random.RandomState(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

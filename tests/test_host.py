@@ -308,3 +308,18 @@ def test_plugins_json_lists_versions_hooks_registrations_and_failures(plugin_dir
     described = PluginHost(strict=False).describe()  # the same record, for the Python API
     assert described["failed"] == data["failed"]
     assert {p["name"]: p["registered"] for p in described["plugins"]} == {n: p["registered"] for n, p in by_name.items()}
+
+
+@pytest.mark.parametrize("strict, code", [("0", 0), ("1", 1)])
+def test_cli_reports_a_broken_plugin_once_and_exits_by_the_strict_switch(plugin_dir, monkeypatch, strict, code):
+    from conftest import invoke
+
+    (plugin_dir / "fakeplugin_broken.py").write_text("raise ImportError('no module named yaml')")
+    with_entry_points(monkeypatch, ("broken", "fakeplugin_broken"))
+    monkeypatch.setenv("PROMPTOPT_STRICT_PLUGINS", strict)
+    monkeypatch.setattr("promptopt.cli._host", None)  # the CLI caches its host per process
+    status, out, err = invoke(["list", "optimizers"])
+    assert status == code
+    assert err.count('Error importing plugin "broken"') == 1 and "no module named yaml" in err
+    if code == 0:
+        assert "de " in out  # the built-ins keep working

@@ -84,7 +84,7 @@ def test_sigkill_at_random_points_then_resume_is_identical(tmp_path, reference):
         if attempt and not (run_dir / "config.json").exists():
             args = cmd
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 2:
+        if kills < 3:
             # let it get into the generation loop, then kill it without warning
             deadline = time.time() + 60
             while time.time() < deadline and proc.poll() is None:
