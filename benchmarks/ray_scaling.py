@@ -12,7 +12,7 @@ evaluated for --generations generations after one warm-up generation (not timed)
 - ray, N actors: ``RayExecutor`` with N CPU actors of 1 thread each (``--device cuda``: one
   GPU each), each holding its own model and prefix KV cache.
 
-Columns: candidate-surveys/s = candidates x items per wall second of the driver;
+Columns: candidate-items/s = candidates x items per wall second of the driver;
 s/gen = driver wall seconds per generation; in-actor s/gen = the slowest chunk's evaluation
 time inside its actor; overhead s/gen = driver wall minus that (object store put, scheduling,
 the results' transfer, gathering): what Ray adds per generation on top of the computation;
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
           f"generations (+1 warm-up), device {args.device}")
     print(f"# {dt.date.today()}, {platform.machine()} {cores} cores, torch {torch.__version__}, ray {ray.__version__}, "
           f"python {platform.python_version()}; driver model load + setup {driver_setup:.1f} s")
-    header = ("| executor | candidate-surveys/s | s/gen | in-actor s/gen | overhead s/gen | vs local-1 s/gen "
+    header = ("| executor | candidate-items/s | s/gen | in-actor s/gen | overhead s/gen | vs local-1 s/gen "
               "| actor start-up s | max abs loss diff vs local |")
     print(header)
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

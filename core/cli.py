@@ -36,7 +36,7 @@ RUN_OPTIONS = [
     click.option("--country", help="target by ISO code or name, e.g. US, USA, 'United States' (default US)"),
     click.option("--model", help="smollm2 (default), tiny, a local path or a cached Hugging Face id"),
     click.option("--popsize", type=int, help="candidates per generation (default 16)"),
-    click.option("--generations", type=int, help="generations to run (default 30)"),
+    click.option("--generations", type=int, help="generations to run (default 50)"),
     click.option("--budget", type=int, help="evaluations to spend, instead of --generations"),
     click.option("--seed", type=int, help="random seed (default 0)"),
     click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 4)"),

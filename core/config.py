@@ -48,7 +48,7 @@ class RunConfig:
     hyper: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
 
-    DEFAULT_GENERATIONS: typing.ClassVar[int] = 30
+    DEFAULT_GENERATIONS: typing.ClassVar[int] = 50
 
     @property
     def total_generations(self) -> int:

