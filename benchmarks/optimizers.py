@@ -46,6 +46,8 @@ FUNCTIONS = {  # name -> (function, bounds); optimum 0 at 0, 0, and 1 respective
 
 CONTENDERS = {  # column label -> (registry name, hyper-parameters)
     "de (default)": ("de", {}),
+    "de jade": ("de", {"strategy": "jade"}),
+    "de best1bin": ("de", {"strategy": "best1bin"}),
     "de rand1bin": ("de", {"strategy": "rand1bin"}),
     "random": ("random", {}),
     "ng:TwoPointsDE": ("ng:TwoPointsDE", {}),

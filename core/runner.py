@@ -283,6 +283,7 @@ def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[
         "evaluations": session.optimizer.evaluations, "generations": len(state.history),
         "stop_reason": state.stop_reason, "seconds": round(state.elapsed, 2),
         "option_mass": float(final.answers.mass.mean()), "naive_option_mass": state.naive["option_mass"],
+        "batch_rows": objective.evaluator.last_batch_rows,
         "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
         "instrument": session.instrument.name, "run_dir": str(state.run_dir)}
     write_soft_prompt(state.run_dir / "best", best_soft, {

@@ -240,3 +240,24 @@ def test_mismatched_options(tiny):
         SoftPromptEvaluator(tiny, SHORT_PROMPTS, SHORT_OPTIONS[:-1])
     with pytest.raises(ValueError):
         SoftPromptEvaluator(tiny, [], [])
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_answers(tiny_backend, monkeypatch):
+    """A batch that does not fit is retried at half the rows; the result is unchanged and recorded."""
+    from promptopt.evaluator import SoftPromptEvaluator
+
+    prompts = ["Pick 1 to 5.", "How much? 1 to 5.", "Rate it from 1 to 5, please."]
+    evaluator = SoftPromptEvaluator(tiny_backend, prompts, [5, 5, 5], batch_rows=8)
+    soft = torch.randn(4, 2, tiny_backend.hidden_size, generator=torch.Generator().manual_seed(5))
+    expected = evaluator.evaluate(soft)
+    real = evaluator._forward_rows
+
+    def small_memory(soft, cand, item):
+        if len(item) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(soft, cand, item)
+
+    monkeypatch.setattr(evaluator, "_forward_rows", small_memory)
+    got = evaluator.evaluate(soft)
+    assert evaluator.last_batch_rows == 2 and evaluator.batch_rows == 2
+    assert torch.allclose(got.probs, expected.probs, atol=1e-6)
