@@ -200,6 +200,9 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     config = RunConfig(**config_from_mapping({**saved, **overrides}, where=str(run_dir / "config.json"))).validate()
     checkpoint = load_checkpoint(run_dir, warn=echo)
     session = open_session(host, config)
+    if checkpoint["optimizer"] is None:
+        raise CheckpointError(f"optimizer {config.optimizer} cannot save its state, so the run in {run_dir} "
+                              "cannot be resumed; start a new run (or use an optimizer with exact resume)")
     try:
         session.optimizer.load_state_dict(checkpoint["optimizer"])
     except (KeyError, ValueError) as exc:
@@ -212,9 +215,15 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     return _optimise(host, session, state, progress, echo)
 
 
+def _resumable(optimizer) -> bool:
+    return "exact_resume" in getattr(optimizer, "capabilities", ())
+
+
 def _save(state: RunState) -> None:
+    # an optimizer that cannot hand over its state (e.g. ng:NGOpt) still runs; it just cannot resume
     save_checkpoint(state.run_dir, {
-        "optimizer": state.optimizer.state_dict(), "history": state.history, "naive": state.naive,
+        "optimizer": state.optimizer.state_dict() if _resumable(state.optimizer) else None,
+        "history": state.history, "naive": state.naive,
         "icl": state.icl, "best_loss": state.best_loss, "best_scores": state.best_scores,
         "elapsed": state.elapsed})
 

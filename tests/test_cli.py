@@ -60,7 +60,7 @@ def test_a_different_seed_gives_a_different_trajectory(tmp_path):
     assert not a["mean_loss"].equals(b["mean_loss"])
 
 
-@pytest.mark.parametrize("optimizer", ["cma", "random", "ng:TwoPointsDE"])
+@pytest.mark.parametrize("optimizer", ["cma", "random", "ng:TwoPointsDE", "ng:NGOpt"])
 def test_other_optimizers_run_end_to_end(tmp_path, optimizer):
     code, _, err = invoke(["run", *TINY, "--optimizer", optimizer, "--out", str(tmp_path / "r")])
     assert code == 0, err
@@ -127,3 +127,9 @@ def test_list_and_plugins_show_what_is_registered_and_by_whom():
     by_name = {p["name"]: p for p in data["plugins"]}
     assert by_name["promptopt.plugins.models"]["registered"]["models"] == ["smollm2", "tiny"]
     assert "promptopt_register_models" in by_name["promptopt.plugins.models"]["hooks"]
+
+
+def test_a_run_whose_optimizer_cannot_save_state_runs_but_refuses_to_resume(tmp_path):
+    assert invoke(["run", *TINY, "--optimizer", "ng:NGOpt", "--out", str(tmp_path / "r")])[0] == 0
+    code, _, err = invoke(["run", "--resume", str(tmp_path / "r"), "--generations", "4", "--quiet"])
+    assert code == 2 and "cannot be resumed" in err
