@@ -1,6 +1,6 @@
-"""Soft-prompt position, suffix vs prefix: alignment loss and wall time at an equal evaluation budget.
+"""Soft-prompt position (suffix, prefix, answer): alignment loss and wall time at an equal budget.
 
-    python benchmarks/positions.py [--country CN] [--budget 96] [--seeds 0 1] [--model smollm2]
+    python benchmarks/positions.py [--country CN] [--budget 96] [--seeds 0 1] [--positions suffix prefix answer]
 
 Each cell is a full `promptopt run` (DE, default settings otherwise) in a temporary
 directory; the table gives naive loss, aligned loss and optimisation seconds per run.
@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     ap.add_argument("--popsize", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--positions", nargs="+", default=["suffix", "prefix", "answer"])
     args = ap.parse_args(argv)
     host = PluginHost(load_entrypoints=False)
     print(f"# positions: {args.model}, country {args.country}, DE, {args.budget} evaluations, popsize {args.popsize}\n")
@@ -32,7 +33,7 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|---|---|")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for position in ("suffix", "prefix"):
+        for position in args.positions:
             for seed in args.seeds:
                 config = build_config(None, model=args.model, country=args.country, budget=args.budget,
                                       popsize=args.popsize, seed=seed, position=position, icl_baseline=False)

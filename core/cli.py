@@ -41,7 +41,9 @@ RUN_OPTIONS = [
     click.option("--seed", type=int, help="random seed (default 0)"),
     click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 4)"),
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
-    click.option("--position", type=click.Choice(["suffix", "prefix"]), help="where the soft tokens go (default suffix)"),
+    click.option("--position", type=click.Choice(["suffix", "prefix", "answer"]),
+                 help="soft tokens at the end of the user message (suffix, default), its start (prefix), "
+                      "or at the answer cue (answer)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),

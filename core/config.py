@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import UsageError
 
-POSITIONS = ("suffix", "prefix")
+POSITIONS = ("suffix", "prefix", "answer")
 EXECUTORS = ("local", "ray")
 
 

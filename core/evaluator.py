@@ -19,7 +19,7 @@ from transformers import DynamicCache
 from promptopt.models import CausalLMBackend
 
 SLOT = "<<<promptopt-soft-prompt>>>"
-POSITIONS = ("suffix", "prefix")
+POSITIONS = ("suffix", "prefix", "answer")
 
 
 @dataclass
@@ -40,10 +40,18 @@ class _PrefixCache:
 
 def split_prompt(backend: CausalLMBackend, user_text: str, position: str,
                  system_prompt: str | None) -> tuple[list[int], list[int]]:
-    """Token ids before and after the soft-prompt slot of one item's chat prompt."""
+    """Token ids before and after the soft-prompt slot of one item's chat prompt.
+
+    suffix: end of the user message; prefix: start of the user message; answer: at the answer
+    cue, before the prompt's last token (the newline that opens the assistant turn), so a row
+    runs only K + 1 tokens.
+    """
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    if position == "answer":
+        ids = backend.encode(backend.render_chat(system + [{"role": "user", "content": user_text}]))
+        return ids[:-1], ids[-1:]
     content = user_text + SLOT if position == "suffix" else SLOT + user_text
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
-        {"role": "user", "content": content}]
+    messages = system + [{"role": "user", "content": content}]
     text = backend.render_chat(messages, add_generation_prompt=True)
     head, sep, tail = text.partition(SLOT)
     if not sep or SLOT in tail:

@@ -261,3 +261,23 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_answers(tiny_backend,
     got = evaluator.evaluate(soft)
     assert evaluator.last_batch_rows == 2 and evaluator.batch_rows == 2
     assert torch.allclose(got.probs, expected.probs, atol=1e-6)
+
+
+def test_answer_position_matches_a_full_forward_and_its_naive_equals_suffix_naive(tiny_backend):
+    """Soft tokens at the answer cue (before the prompt's last token): exact, and K = 0 is the bare prompt."""
+    from promptopt.evaluator import SoftPromptEvaluator, split_prompt
+
+    prompts = ["Pick 1 to 5.", "How much, from 1 to 5?"]
+    answer = SoftPromptEvaluator(tiny_backend, prompts, [5, 5], position="answer")
+    suffix = SoftPromptEvaluator(tiny_backend, prompts, [5, 5], position="suffix")
+    assert answer.tail_tokens == [1, 1]
+    assert torch.allclose(answer.evaluate(None).probs, suffix.evaluate(None).probs, atol=1e-6)
+    soft = torch.randn(3, 2, tiny_backend.hidden_size, generator=torch.Generator().manual_seed(9))
+    fast = answer.evaluate(soft)
+    with torch.inference_mode():
+        for q, text in enumerate(prompts):
+            head, tail = split_prompt(tiny_backend, text, "answer", None)
+            for p in range(3):
+                seq = torch.cat([tiny_backend.embed(torch.tensor(head)), soft[p], tiny_backend.embed(torch.tensor(tail))])
+                logits = tiny_backend.model(inputs_embeds=seq[None]).logits[0, -1]
+                assert torch.allclose(torch.softmax(logits[answer.option_ids], -1), fast.probs[p, q], atol=1e-4)

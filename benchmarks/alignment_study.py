@@ -1,0 +1,366 @@
+"""Alignment study (issue 8): countries x seeds x optimizers, with a held-out wording check.
+
+    python benchmarks/alignment_study.py                       # the full study (hours on CPU)
+    python benchmarks/alignment_study.py --report-only         # rebuild docs/RESULTS.md + figure
+    python benchmarks/alignment_study.py --model tiny --countries US --seeds 0 \\
+        --optimizers de --budget 12 --popsize 4 --out /tmp/s --results /tmp/s/RESULTS.md  # smoke
+
+For every cell (country, optimizer, seed) a full ``promptopt`` run goes to
+``OUT/runs/<country>-<optimizer>-<seed>/``; its best soft prompt is then re-scored on the
+instrument's ALTERNATE wording (held-out check), next to the bare model on that wording.
+The naive and ICL baselines are deterministic (independent of seed and optimizer), so ICL is
+scored once per country (in that country's first cell) and the alternate-wording naive score
+is cached in ``OUT/baselines.json``.
+
+Resumable across sessions: each finished cell is one JSON line of ``OUT/cells.jsonl``
+(rewritten atomically), and cells already there are skipped. A cell whose run directory was
+left half-finished is resumed from its checkpoint when possible, else its directory is removed
+and the cell rerun. The Markdown report (default docs/RESULTS.md) and the figure
+(``img/alignment_study.png`` beside it) are rewritten atomically after every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from promptopt.config import build_config
+from promptopt.errors import PromptoptError
+from promptopt.evaluate import load_soft_prompt
+from promptopt.host import PluginHost
+from promptopt import runner
+from promptopt.rundir import atomic_write, write_json
+
+DEFAULTS = {
+    "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
+    "seeds": [0, 1, 2],
+    "optimizers": ["de", "cma", "ng:TwoPointsDE", "random"],
+}
+
+
+# -- bookkeeping -------------------------------------------------------------------------
+
+def cell_key(country: str, optimizer: str, seed: int) -> str:
+    return f"{country}-{optimizer.replace(':', '-')}-{seed}"
+
+
+def read_cells(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    cells = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                cells.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn line cannot happen with atomic writes, but never fail a report on one
+    return cells
+
+
+def append_cell(path: Path, cell: dict[str, Any]) -> None:
+    """Read the existing lines, add one, write a temp file and rename it over cells.jsonl."""
+    text = path.read_text() if path.exists() else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += json.dumps(cell, default=str) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def cached_models(host: PluginHost) -> PluginHost:
+    """Make host.create_model load each model once per process (run() asks for it every cell)."""
+    create, cache = host.create_model, {}
+
+    def create_model(name: str, device: str = "cpu", dtype: str | None = None):
+        key = (name, device, dtype)
+        if key not in cache:
+            cache[key] = create(name, device=device, dtype=dtype)
+        return cache[key]
+
+    host.create_model = create_model
+    return host
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# -- one cell ----------------------------------------------------------------------------
+
+def _optimise(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
+    """summary.json of the cell's run: reused if complete, resumed if possible, else rerun."""
+    quiet = dict(progress=False, echo=lambda _msg: None)
+    if (run_dir / "summary.json").exists() and (run_dir / "best" / "soft_prompt.safetensors").exists():
+        return json.loads((run_dir / "summary.json").read_text())
+    if (run_dir / "config.json").exists():
+        try:
+            return runner.resume(run_dir, host, **quiet)
+        except (PromptoptError, OSError, KeyError, ValueError) as exc:
+            print(f"  {run_dir.name}: cannot resume ({exc}); rerunning", file=sys.stderr)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return runner.run(config, host, run_dir, **quiet)
+
+
+def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, icl: bool,
+             baselines: dict[str, Any], baselines_path: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    key = cell_key(country, optimizer, seed)
+    run_dir = Path(args.out) / "runs" / key
+    config = build_config(None, model=args.model, country=country, optimizer=optimizer, popsize=args.popsize,
+                          budget=args.budget, seed=seed, icl_baseline=icl)
+    summary = _optimise(host, config, run_dir)
+
+    # held-out check: the best soft prompt (and, once per country, the bare model) on the alternate wording
+    backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
+    _, scorer, target, alt = runner.build_objective(host, config, backend, config.system_prompt, wording="alternate")
+    dims = alt.dimensions
+    soft, _ = load_soft_prompt(run_dir)
+    aligned_alt = alt(soft[None])
+    base = baselines.get(country)
+    if base is None:
+        naive_alt = alt(None)
+        base = {"alt_naive_loss": float(naive_alt.loss[0]),
+                "alt_naive_dimensions": {d: round(float(v), 3) for d, v in zip(dims, naive_alt.scores[0].tolist())}}
+    if summary.get("icl_loss") is not None:
+        base.update(icl_loss=summary["icl_loss"], icl_dimensions=summary["icl_dimensions"])
+    base.update(naive_loss=summary["naive_loss"], naive_dimensions=summary["naive_dimensions"])
+    baselines[country] = base
+    write_json(baselines_path, baselines)
+
+    return {
+        "key": key, "country": country, "optimizer": optimizer, "seed": seed, "model": config.model,
+        "budget": args.budget, "popsize": args.popsize, "instrument": summary.get("instrument"),
+        "loss": summary["loss"], "dimensions": summary["dimensions"],
+        "naive_loss": summary["naive_loss"], "naive_dimensions": summary["naive_dimensions"],
+        "icl_loss": summary.get("icl_loss"), "icl_dimensions": summary.get("icl_dimensions"),
+        "alt_loss": float(aligned_alt.loss[0]),
+        "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
+        "alt_naive_loss": base["alt_naive_loss"], "alt_naive_dimensions": base["alt_naive_dimensions"],
+        "target": target.describe(), "constants": scorer.constants,
+        "evaluations": summary["evaluations"], "seconds": summary["seconds"],
+        "wall_seconds": round(time.perf_counter() - started, 2), "run_dir": str(run_dir),
+    }
+
+
+def run_study(args) -> None:
+    out = Path(args.out)
+    cells_path, baselines_path = out / "cells.jsonl", out / "baselines.json"
+    done = {c["key"] for c in read_cells(cells_path)}
+    plan = [(c, o, s) for c in args.countries for s in args.seeds for o in args.optimizers]
+    todo = [cell for cell in plan if cell_key(*cell) not in done]
+    print(f"alignment study: {len(plan)} cells, {len(plan) - len(todo)} already done, {len(todo)} to run "
+          f"-> {cells_path}", file=sys.stderr)
+    if not todo:
+        return
+    host = cached_models(PluginHost(load_entrypoints=False))
+    baselines = read_json(baselines_path)
+    t0, walls = time.perf_counter(), []
+    for i, (country, optimizer, seed) in enumerate(todo, 1):
+        cells = read_cells(cells_path)
+        has_icl = any(c["country"] == country and c.get("icl_loss") is not None for c in cells) \
+            or baselines.get(country, {}).get("icl_loss") is not None
+        icl = not has_icl  # deterministic: scored once per country, in its first cell (the first optimizer)
+        cell = run_cell(host, args, country, optimizer, seed, icl, baselines, baselines_path)
+        append_cell(cells_path, cell)
+        walls.append(cell["wall_seconds"])
+        elapsed = time.perf_counter() - t0
+        eta = statistics.fmean(walls) * (len(todo) - i)
+        print(f"[{i}/{len(todo)}] {cell['key']}: L1 {cell['loss']:.2f} (naive {cell['naive_loss']:.2f}, "
+              f"alternate wording {cell['alt_loss']:.2f} vs naive {cell['alt_naive_loss']:.2f}) "
+              f"in {fmt_time(cell['wall_seconds'])}; elapsed {fmt_time(elapsed)}, ETA {fmt_time(eta)}",
+              file=sys.stderr, flush=True)
+        write_report(cells_path, Path(args.results))
+
+
+# -- report ------------------------------------------------------------------------------
+
+def _ordered(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _f(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per country: target, baselines and per-optimizer medians over seeds."""
+    countries, optimizers = _ordered(c["country"] for c in cells), _ordered(c["optimizer"] for c in cells)
+    table = {}
+    for country in countries:
+        mine = [c for c in cells if c["country"] == country]
+        dims = list(mine[0]["target"]["scores"])
+        icl = next((c for c in mine if c.get("icl_loss") is not None), None)
+        row = {"target": mine[0]["target"], "constants": mine[0].get("constants", {}), "dims": dims,
+               "naive": (mine[0]["naive_loss"], mine[0]["naive_dimensions"]),
+               "icl": (icl["icl_loss"], icl["icl_dimensions"]) if icl else (None, None),
+               "alt_naive": mine[0]["alt_naive_loss"], "optimizers": {}}
+        for opt in optimizers:
+            runs = [c for c in mine if c["optimizer"] == opt]
+            if runs:
+                row["optimizers"][opt] = {
+                    "loss": _median(c["loss"] for c in runs), "n": len(runs),
+                    "dimensions": {d: _median(c["dimensions"][d] for c in runs) for d in dims},
+                    "alt_loss": _median(c["alt_loss"] for c in runs)}
+        table[country] = row
+    return {"countries": countries, "optimizers": optimizers, "table": table}
+
+
+def write_report(cells_path: Path, results: Path) -> None:
+    cells = read_cells(cells_path)
+    if not cells:
+        print(f"no cells in {cells_path} yet; nothing to report", file=sys.stderr)
+        return
+    s = summarise(cells)
+    countries, optimizers, table = s["countries"], s["optimizers"], s["table"]
+    figure = results.parent / "img" / "alignment_study.png"
+    write_figure(s, figure)
+
+    first = table[countries[0]]
+    constants = sorted(set(first["constants"].values()))
+    lines = ["# Alignment study: soft prompts vs naive and ICL baselines", "",
+             f"Generated by `benchmarks/alignment_study.py` from `{cells_path}` ({len(cells)} cells).", "",
+             "## Configuration", "",
+             f"- model: {', '.join(_ordered(c['model'] for c in cells))}; instrument: "
+             f"{', '.join(_ordered(str(c.get('instrument')) for c in cells))}",
+             f"- budget: {', '.join(map(str, _ordered(c['budget'] for c in cells)))} evaluations; "
+             f"popsize: {', '.join(map(str, _ordered(c['popsize'] for c in cells)))}",
+             f"- seeds: {', '.join(map(str, sorted(_ordered(c['seed'] for c in cells))))}; "
+             f"optimizers: {', '.join(optimizers)}",
+             f"- scorer constants C = {', '.join(f'{c:g}' for c in constants) or '?'} (every dimension)",
+             "- loss: L1 distance between the model's six dimension scores and the country's target scores; "
+             "numbers are medians over seeds",
+             "- ICL: the target persona as a system prompt; held-out check: the best soft prompt re-scored on "
+             "the instrument's alternate wording", "",
+             "Targets (version / source per country):", "",
+             "| country | name | kind | source |", "|---|---|---|---|"]
+    for country in countries:
+        t = table[country]["target"]
+        lines.append(f"| {country} | {t.get('name', '')} | {t.get('kind', '')} | {t.get('source', '')} |")
+
+    lines += ["", "## Results per country", "", f"![L1 per country]({figure.relative_to(results.parent)})", ""]
+    for country in countries:
+        row, dims = table[country], table[country]["dims"]
+        lines += [f"### {country} ({row['target'].get('name', '')})", "",
+                  "| method | L1 | " + " | ".join(dims) + " |", "|---|---:|" + "---:|" * len(dims),
+                  "| target | | " + " | ".join(f"{row['target']['scores'][d]:.0f}" for d in dims) + " |"]
+        for label, (loss, dd) in (("naive", row["naive"]), ("ICL", row["icl"])):
+            lines.append(f"| {label} | {_f(loss)} | "
+                         + " | ".join(_f(dd[d], 1) if dd else "–" for d in dims) + " |")
+        for opt, r in row["optimizers"].items():
+            lines.append(f"| {opt} (n={r['n']}) | {_f(r['loss'])} | "
+                         + " | ".join(_f(r["dimensions"][d], 1) for d in dims) + " |")
+        lines.append("")
+
+    lines += ["## Overall (median over countries of the per-country medians)", "",
+              "| method | median L1 | mean L1 | countries |", "|---|---:|---:|---:|"]
+    methods = [("naive", [table[c]["naive"][0] for c in countries]),
+               ("ICL", [table[c]["icl"][0] for c in countries])]
+    methods += [(opt, [table[c]["optimizers"].get(opt, {}).get("loss") for c in countries]) for opt in optimizers]
+    for label, values in methods:
+        present = [v for v in values if v is not None]
+        lines.append(f"| {label} | {_f(_median(present))} | {_f(statistics.fmean(present) if present else None)} "
+                     f"| {len(present)} |")
+
+    ordered = (["de"] if "de" in optimizers else []) + [o for o in optimizers if o != "de"]
+    lines += ["", "## Held-out check: alternate wording", "",
+              "The soft prompt optimised on the main wording, scored on the alternate wording of every item "
+              "(L1, median over seeds); the main-wording L1 in brackets.", "",
+              "| country | naive | " + " | ".join(ordered) + " |", "|---|---:|" + "---:|" * len(ordered)]
+    for country in countries:
+        row = table[country]
+        cols = []
+        for opt in ordered:
+            r = row["optimizers"].get(opt)
+            cols.append(f"{_f(r['alt_loss'])} ({_f(r['loss'])})" if r else "–")
+        lines.append(f"| {country} | {_f(row['alt_naive'])} ({_f(row['naive'][0])}) | " + " | ".join(cols) + " |")
+
+    lines += ["", "## Wall-clock per cell", "",
+              "| cell | optimisation s | cell wall s | evaluations | L1 |", "|---|---:|---:|---:|---:|"]
+    for c in cells:
+        lines.append(f"| {c['key']} | {c['seconds']:.1f} | {c['wall_seconds']:.1f} | {c['evaluations']} "
+                     f"| {c['loss']:.2f} |")
+    total = sum(c["wall_seconds"] for c in cells)
+    lines += ["", f"Total cell wall-clock: {fmt_time(total)} over {len(cells)} cells.", ""]
+    text = "\n".join(lines)
+    atomic_write(results, lambda tmp: Path(tmp).write_text(text))
+    print(f"wrote {results} and {figure}", file=sys.stderr)
+
+
+def write_figure(s: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    countries, optimizers, table = s["countries"], s["optimizers"], s["table"]
+    series = [("naive", [table[c]["naive"][0] for c in countries]),
+              ("ICL", [table[c]["icl"][0] for c in countries])]
+    series += [(opt, [table[c]["optimizers"].get(opt, {}).get("loss") for c in countries]) for opt in optimizers]
+    fig = Figure(figsize=(max(6.0, 1.1 * len(countries) * (len(series) + 1) / 3), 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(series)
+    for j, (label, values) in enumerate(series):
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(countries))]
+        ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=label)
+    ax.set_xticks(range(len(countries)))
+    ax.set_xticklabels(countries)
+    ax.set_ylabel("L1 distance to target (median over seeds)")
+    ax.set_title("Alignment with Hofstede dimension scores")
+    ax.legend(fontsize="small", ncols=min(len(series), 6))
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+# -- CLI ---------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="study", help="study directory (runs/, cells.jsonl, baselines.json)")
+    p.add_argument("--countries", nargs="+", default=DEFAULTS["countries"])
+    p.add_argument("--seeds", nargs="+", type=int, default=DEFAULTS["seeds"])
+    p.add_argument("--optimizers", nargs="+", default=DEFAULTS["optimizers"])
+    p.add_argument("--budget", type=int, default=480)
+    p.add_argument("--popsize", type=int, default=16)
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--results", default="docs/RESULTS.md", help="Markdown report; the PNG goes to img/ beside it")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from cells.jsonl, run nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cells_path = Path(args.out) / "cells.jsonl"
+    if not args.report_only:
+        try:
+            run_study(args)
+        except PromptoptError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    write_report(cells_path, Path(args.results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
