@@ -328,7 +328,9 @@ def write_figure(s: dict[str, Any], path: Path) -> None:
     ax.set_xticklabels(countries)
     ax.set_ylabel("L1 distance to target (median over seeds)")
     ax.set_title("Alignment with Hofstede dimension scores")
-    ax.legend(fontsize="small", ncols=min(len(series), 6))
+    top = max([v for _, values in series for v in values if v is not None], default=1.0)
+    ax.set_ylim(0, top * 1.25)  # headroom for the legend
+    ax.legend(fontsize="small", ncols=min(len(series), 6), loc="upper center")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 

@@ -1,0 +1,78 @@
+"""benchmarks/alignment_study.py on the tiny model: cells, report, figure, resume, --report-only."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+
+HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "alignment_study.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("alignment_study", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
+    study = _load()
+    out, results = tmp_path / "study", tmp_path / "study" / "RESULTS.md"
+    args = ["--model", "tiny", "--countries", "US", "CN", "--seeds", "0", "--optimizers", "de", "random",
+            "--budget", "12", "--popsize", "4", "--out", str(out), "--results", str(results)]
+
+    calls = []
+    real_run = study.runner.run
+    monkeypatch.setattr(study.runner, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+
+    assert study.main(args) == 0
+    assert len(calls) == 4
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+    assert len(cells) == 4
+    assert {c["key"] for c in cells} == {"US-de-0", "US-random-0", "CN-de-0", "CN-random-0"}
+    for c in cells:
+        assert (out / "runs" / c["key"] / "summary.json").exists()
+        assert c["alt_loss"] >= 0 and c["alt_naive_loss"] >= 0 and c["loss"] >= 0
+    # ICL scored once per country, in its first cell
+    assert [c["key"] for c in cells if c["icl_loss"] is not None] == ["US-de-0", "CN-de-0"]
+
+    text = results.read_text()
+    for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50"):
+        assert word in text
+    png = tmp_path / "study" / "img" / "alignment_study.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a second invocation skips every finished cell
+    before = (out / "cells.jsonl").read_bytes()
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*")}
+    assert study.main(args) == 0
+    assert len(calls) == 4
+    assert (out / "cells.jsonl").read_bytes() == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*")} == mtimes
+
+    # --report-only regenerates the Markdown (and figure) from cells.jsonl alone
+    results.unlink()
+    png.unlink()
+    assert study.main(args + ["--report-only"]) == 0
+    assert len(calls) == 4
+    assert results.read_text() == text
+    assert png.exists()
+
+
+def test_half_finished_run_dir_is_redone(tmp_path):
+    study = _load()
+    out = tmp_path / "s"
+    args = ["--model", "tiny", "--countries", "US", "--seeds", "0", "--optimizers", "random",
+            "--budget", "8", "--popsize", "4", "--out", str(out), "--results", str(out / "R.md")]
+    junk = out / "runs" / "US-random-0"
+    junk.mkdir(parents=True)
+    (junk / "stray.txt").write_text("left by a killed session")
+    assert study.main(args) == 0
+    cells = (out / "cells.jsonl").read_text().splitlines()
+    assert len(cells) == 1
+    assert not (junk / "stray.txt").exists() and (junk / "summary.json").exists()
