@@ -249,7 +249,7 @@ def write_report(cells_path: Path, results: Path) -> None:
              f"- seeds: {', '.join(map(str, sorted(_ordered(c['seed'] for c in cells))))}; "
              f"optimizers: {', '.join(optimizers)}",
              f"- scorer constants C = {', '.join(f'{c:g}' for c in constants) or '?'} (every dimension)",
-             "- loss: L1 distance between the model's six dimension scores and the country's target scores; "
+             "- loss: L1 = mean absolute difference over the six dimensions between the model's scores and the target; "
              "numbers are medians over seeds",
              "- ICL: the target persona as a system prompt; held-out check: the best soft prompt re-scored on "
              "the instrument's alternate wording", "",
@@ -326,7 +326,7 @@ def write_figure(s: dict[str, Any], path: Path) -> None:
         ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=label)
     ax.set_xticks(range(len(countries)))
     ax.set_xticklabels(countries)
-    ax.set_ylabel("L1 distance to target (median over seeds)")
+    ax.set_ylabel("L1: mean abs. difference (median over seeds)")
     ax.set_title("Alignment with Hofstede dimension scores")
     top = max([v for _, values in series for v in values if v is not None], default=1.0)
     ax.set_ylim(0, top * 1.25)  # headroom for the legend
