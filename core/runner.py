@@ -107,19 +107,15 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
     if config.popsize < getattr(cls, "min_popsize", 1):
         raise UsageError(f"--popsize must be >= {cls.min_popsize} for {config.optimizer} (got {config.popsize})")
     hyper = dict(config.hyper)
-    hyper.setdefault("x0", space.z0)  # start the search at the initial soft prompt
-    if "budget" in inspect.signature(cls).parameters:  # e.g. NGOpt picks its algorithm by budget
+    accepted = inspect.signature(cls).parameters
+    if "x0" in accepted:  # start the search at the initial soft prompt
+        hyper.setdefault("x0", space.z0)
+    if "budget" in accepted:  # e.g. NGOpt picks its algorithm by budget
         hyper.setdefault("budget", config.total_generations * config.popsize)
     try:
         return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
                    device=space.lower.device, **hyper)
-    except TypeError as exc:
-        if "x0" in str(exc) and "x0" not in config.hyper:  # a plugin optimizer without x0 support
-            hyper.pop("x0")
-            return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
-                       device=space.lower.device, **hyper)
-        raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
 
 
@@ -145,11 +141,11 @@ def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
     state.naive = {"loss": float(naive.loss[0]), "dimensions": _dims(objective.dimensions, naive.scores[0]),
                    "option_mass": float(naive.answers.mass.mean())}
     if state.config.icl_baseline:
-        _, _, _, icl_objective = build_objective(host, state.config, session.backend,
-                                                 icl_system_prompt(session.target))
+        persona = icl_system_prompt(session.target)
+        _, _, _, icl_objective = build_objective(host, state.config, session.backend, persona)
         icl = icl_objective(None)
         state.icl = {"loss": float(icl.loss[0]), "dimensions": _dims(objective.dimensions, icl.scores[0]),
-                     "system_prompt": icl_system_prompt(session.target)}
+                     "system_prompt": persona}
 
 
 def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,
