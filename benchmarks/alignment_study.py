@@ -13,7 +13,8 @@ scored once per country (in that country's first cell) and the alternate-wording
 is cached in ``OUT/baselines.json``.
 
 Resumable across sessions: each finished cell is one JSON line of ``OUT/cells.jsonl``
-(rewritten atomically), and cells already there are skipped. A cell whose run directory was
+(rewritten atomically, under a lock, so processes running disjoint ``--countries`` can share
+one OUT and use both cores), and cells already there are skipped. A cell whose run directory was
 left half-finished is resumed from its checkpoint when possible, else its directory is removed
 and the cell rerun. The Markdown report (default docs/RESULTS.md) and the figure
 (``img/alignment_study.png`` beside it) are rewritten atomically after every cell.
@@ -22,6 +23,7 @@ and the cell rerun. The Markdown report (default docs/RESULTS.md) and the figure
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import statistics
@@ -30,13 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from promptopt.config import build_config
+from promptopt.config import RunConfig, build_config
 from promptopt.errors import PromptoptError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
+SETTINGS = ("position", "tokens", "subspace", "radius", "dtype")  # search settings each cell records
 DEFAULTS = {
     "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
     "seeds": [0, 1, 2],
@@ -65,12 +68,17 @@ def read_cells(path: Path) -> list[dict[str, Any]]:
 
 
 def append_cell(path: Path, cell: dict[str, Any]) -> None:
-    """Read the existing lines, add one, write a temp file and rename it over cells.jsonl."""
-    text = path.read_text() if path.exists() else ""
-    if text and not text.endswith("\n"):
-        text += "\n"
-    text += json.dumps(cell, default=str) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    """Read the existing lines, add one, write a temp file and rename it over cells.jsonl.
+
+    Under an exclusive lock, so several study processes (e.g. one per country) can share a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += json.dumps(cell, default=str) + "\n"
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -154,6 +162,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
         "alt_naive_loss": base["alt_naive_loss"], "alt_naive_dimensions": base["alt_naive_dimensions"],
         "target": target.describe(), "constants": scorer.constants,
+        "settings": {k: getattr(config, k) for k in SETTINGS},
         "evaluations": summary["evaluations"], "seconds": summary["seconds"],
         "wall_seconds": round(time.perf_counter() - started, 2), "run_dir": str(run_dir),
     }
@@ -248,6 +257,9 @@ def write_report(cells_path: Path, results: Path) -> None:
              f"popsize: {', '.join(map(str, _ordered(c['popsize'] for c in cells)))}",
              f"- seeds: {', '.join(map(str, sorted(_ordered(c['seed'] for c in cells))))}; "
              f"optimizers: {', '.join(optimizers)}",
+             "- soft prompt: " + "; ".join(
+                 f"{k} " + ", ".join(_ordered(str(c.get("settings", {}).get(k, "?")) for c in cells))
+                 for k in SETTINGS),
              f"- scorer constants C = {', '.join(f'{c:g}' for c in constants) or '?'} (every dimension)",
              "- loss: L1 = mean absolute difference over the six dimensions between the model's scores and the target; "
              "numbers are medians over seeds",
@@ -302,7 +314,8 @@ def write_report(cells_path: Path, results: Path) -> None:
         lines.append(f"| {c['key']} | {c['seconds']:.1f} | {c['wall_seconds']:.1f} | {c['evaluations']} "
                      f"| {c['loss']:.2f} |")
     total = sum(c["wall_seconds"] for c in cells)
-    lines += ["", f"Total cell wall-clock: {fmt_time(total)} over {len(cells)} cells.", ""]
+    lines += ["", f"Total cell wall-clock: {fmt_time(total)} over {len(cells)} cells (summed; cells of "
+              "processes that ran side by side overlap in time).", ""]
     text = "\n".join(lines)
     atomic_write(results, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {results} and {figure}", file=sys.stderr)
@@ -343,7 +356,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--countries", nargs="+", default=DEFAULTS["countries"])
     p.add_argument("--seeds", nargs="+", type=int, default=DEFAULTS["seeds"])
     p.add_argument("--optimizers", nargs="+", default=DEFAULTS["optimizers"])
-    p.add_argument("--budget", type=int, default=480)
+    p.add_argument("--budget", type=int, default=None,
+                   help="evaluations per cell (default: a default run's, popsize x default generations)")
     p.add_argument("--popsize", type=int, default=16)
     p.add_argument("--model", default="smollm2")
     p.add_argument("--results", default="docs/RESULTS.md", help="Markdown report; the PNG goes to img/ beside it")
@@ -353,6 +367,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.budget = args.budget or args.popsize * RunConfig.DEFAULT_GENERATIONS
     cells_path = Path(args.out) / "cells.jsonl"
     if not args.report_only:
         try:

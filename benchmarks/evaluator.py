@@ -10,9 +10,9 @@ One run, side by side, on SmolLM2-135M-Instruct and VSM 2013's 24 items with K s
     inputs_embeds sequence (chat head, soft tokens, tail), ``model.generate(max_new_tokens=3,
     do_sample=False)`` one sequence at a time, decode, parse the first digit (1..n_options;
     anything else counts as unparseable). Slow, so it runs on a few candidates only.
-(b) ours: ``SoftPromptEvaluator.evaluate`` on a whole population, for the ``suffix`` (default)
-    and ``prefix`` soft-prompt positions. Setup (tokenising, caching the heads' KV) is timed
-    apart: it is paid once per run, not per generation.
+(b) ours: ``SoftPromptEvaluator.evaluate`` on a whole population, for the ``answer`` (default),
+    ``suffix`` and ``prefix`` soft-prompt positions. Setup (tokenising, caching the heads' KV)
+    is timed apart: it is paid once per run, not per generation.
 (c) dense-forward peak: large batches of plain forwards (``model.model``, hidden states only,
     inference mode), tokens/s, the best this machine does with this model in this process.
 
@@ -36,6 +36,7 @@ import time
 
 import torch
 
+from promptopt.config import RunConfig
 from promptopt.evaluator import SoftPromptEvaluator, split_prompt
 from promptopt.models import load_smollm2
 from promptopt.objectives import load_vsm13
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer candidates and repeats")
     ap.add_argument("--candidates", type=int, default=None, help="population size for ours (default 16; quick 4)")
     ap.add_argument("--plain-candidates", type=int, default=None, help="candidates for plain (default 2; quick 1)")
-    ap.add_argument("--tokens", type=int, default=4, help="soft tokens K (default 4)")
+    ap.add_argument("--tokens", type=int, default=RunConfig.tokens, help=f"soft tokens K (default {RunConfig.tokens})")
     ap.add_argument("--subspace", type=int, default=64, help="subspace dimension of the seeded space (default 64)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=1, help="timed evaluate calls per position, best kept")
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     # dense-forward peak, measured at the start and at the end (best kept): the machine may be shared
     dense_runs = [dense_forward(backend, dense_batch, args.dense_length)]
     results, plain, diffs, notes = {}, {}, {}, []
-    for position in ("suffix", "prefix", "answer"):
+    for position in ("answer", "suffix", "prefix"):
         splits = [split_prompt(backend, p, position, None) for p in prompts]
         r = ours(backend, prompts, n_options, soft[:n_ours], position, repeats)
         r["rss"] = rss_mib()
@@ -278,13 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"- machine at end: {machine(device)}")
     fp32 = backend.dtype == torch.float32
     worst = max(diffs.values())
-    speed = (n_ours / results["suffix"]["seconds"]) / base_rate
     speed_answer = (n_ours / results["answer"]["seconds"]) / base_rate
     checks = [(f"fast path vs full forward {worst:.1e} <= {FP32_LIMIT:.0e}" + ("" if fp32 else " (limit is for fp32)"),
                worst <= FP32_LIMIT),
               (f"peak RSS {peak:.0f} MiB < 2048 MiB", peak < 2048),
-              (f"suffix speed-up {speed:.1f}x >= 50x (goal)", speed >= 50),
-              (f"answer-position speed-up {speed_answer:.1f}x >= 50x (goal)", speed_answer >= 50)]
+              (f"speed-up of the default (answer) position {speed_answer:.1f}x >= 50x (goal)", speed_answer >= 50)]
     for text, ok in checks:
         print(f"- {'PASS' if ok else 'MISS'}: {text}")
     if fp32 and worst > FP32_LIMIT:

@@ -36,14 +36,16 @@ RUN_OPTIONS = [
     click.option("--country", help="target by ISO code or name, e.g. US, USA, 'United States' (default US)"),
     click.option("--model", help="smollm2 (default), tiny, a local path or a cached Hugging Face id"),
     click.option("--popsize", type=int, help="candidates per generation (default 16)"),
-    click.option("--generations", type=int, help="generations to run (default 50)"),
+    click.option("--generations", type=int, help="generations to run (default 30)"),
     click.option("--budget", type=int, help="evaluations to spend, instead of --generations"),
     click.option("--seed", type=int, help="random seed (default 0)"),
-    click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 4)"),
+    click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 2)"),
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
+    click.option("--radius", type=float, help="how far soft prompts may move from x0, in units of the "
+                                               "spread of real token embeddings (default 1)"),
     click.option("--position", type=click.Choice(["suffix", "prefix", "answer"]),
-                 help="soft tokens at the end of the user message (suffix, default), its start (prefix), "
-                      "or at the answer cue (answer)"),
+                 help="soft tokens at the answer cue (answer, default), the end of the user message "
+                      "(suffix) or its start (prefix)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),

@@ -29,9 +29,10 @@ class RunConfig:
     generations: int | None = None
     budget: int | None = None
     seed: int = 0
-    tokens: int = 4
+    tokens: int = 2
     subspace: int = 64
-    position: str = "suffix"
+    radius: float = 1.0
+    position: str = "answer"
     device: str = "cpu"
     dtype: str | None = None
     system_prompt: str | None = None
@@ -48,7 +49,7 @@ class RunConfig:
     hyper: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
 
-    DEFAULT_GENERATIONS: typing.ClassVar[int] = 50
+    DEFAULT_GENERATIONS: typing.ClassVar[int] = 30
 
     @property
     def total_generations(self) -> int:
@@ -71,6 +72,7 @@ class RunConfig:
         need(self.generations is None or self.budget is None, "give --generations or --budget, not both")
         need(self.tokens >= 1, f"--tokens must be >= 1 (got {self.tokens})")
         need(self.subspace >= 0, f"--subspace must be >= 0, 0 meaning direct search (got {self.subspace})")
+        need(self.radius > 0, f"--radius must be > 0 (got {self.radius})")
         need(self.position in POSITIONS, f"--position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
         need(self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be cpu or cuda[:N] (got {self.device!r})")

@@ -5,6 +5,11 @@ For each survey item the chat-formatted prompt is split at the soft-prompt slot 
 heads do not depend on the candidate, so their KV cache is computed once and reused for
 every candidate of every generation; a (candidate, item) row then runs only K soft tokens +
 the tail through the model, and only the last real position goes through the output head.
+
+Rows of the same item are packed side by side into one sequence behind one copy of the
+item's head KV (a block mask keeps candidates apart, position ids restart per candidate), so
+the head cache is gathered and concatenated once per packed sequence instead of once per
+row, and attention runs on a few long queries instead of many 1-5 token ones.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from promptopt.models import CausalLMBackend
 
 SLOT = "<<<promptopt-soft-prompt>>>"
 POSITIONS = ("suffix", "prefix", "answer")
+PACKED_TOKENS = 256  # new tokens per packed sequence: long enough to amortise the head KV copy
 
 
 @dataclass
@@ -59,12 +65,21 @@ def split_prompt(backend: CausalLMBackend, user_text: str, position: str,
     return backend.encode(head), backend.encode(tail)
 
 
+def default_memory_budget_mb(device: torch.device) -> float:
+    """Working memory per forward: 256 MiB on CPU (a default run then peaks under 2 GiB in all),
+    a quarter of the free memory on a GPU (the OOM back-off covers a wrong guess)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 4 / 2**20
+    return 256.0
+
+
 class SoftPromptEvaluator:
     """Scores soft prompts [P, K, H] on a list of multiple-choice prompts, batched over (P x Q)."""
 
     def __init__(self, backend: CausalLMBackend, prompts: list[str], n_options: list[int],
                  position: str = "suffix", system_prompt: str | None = None,
-                 batch_rows: int | None = None, memory_budget_mb: float = 512.0) -> None:
+                 batch_rows: int | None = None, memory_budget_mb: float | None = None) -> None:
         if position not in POSITIONS:
             raise ValueError(f"soft-prompt position must be one of {', '.join(POSITIONS)} (got {position!r})")
         if len(prompts) != len(n_options) or not prompts:
@@ -72,7 +87,7 @@ class SoftPromptEvaluator:
         self.backend = backend
         self.position = position
         self.system_prompt = system_prompt
-        self.memory_budget_mb = memory_budget_mb
+        self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb(backend.device)
         device = backend.device
         max_opts = max(n_options)
         self.option_ids = torch.tensor([backend.single_token_id(str(i + 1)) for i in range(max_opts)],
@@ -104,39 +119,49 @@ class SoftPromptEvaluator:
 
     @torch.inference_mode()
     def _encode_heads(self, heads: list[tuple[int, ...]]) -> _PrefixCache:
-        """One forward per distinct head, unpadded, so its KV equals a plain forward's exactly."""
+        """One forward per distinct head, unpadded, so its KV equals a plain forward's exactly.
+
+        Each head's KV goes straight into the padded cache, so only one head is held twice."""
         model, device = self.backend.model, self.backend.device
-        per_head = []
-        for ids in heads:
+        longest = max(len(h) for h in heads)
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        for u, ids in enumerate(heads):
             out = model.model(input_ids=torch.tensor([ids], device=device), use_cache=True)  # no output head
             past = getattr(out, "cache", None) or out.past_key_values
-            per_head.append([(layer.keys, layer.values) for layer in past.layers])
-        longest = max(len(h) for h in heads)
-        keys, values = [], []
-        for layer in range(len(per_head[0])):
-            k0 = per_head[0][layer][0]
-            k = k0.new_zeros((len(heads), k0.shape[1], longest, k0.shape[3]))
-            v = torch.zeros_like(k)
-            for u, head in enumerate(per_head):
-                n = len(heads[u])
-                k[u, :, :n] = head[layer][0][0]
-                v[u, :, :n] = head[layer][1][0]
-            keys.append(k)
-            values.append(v)
+            if not keys:
+                for layer in past.layers:
+                    shape = (len(heads), layer.keys.shape[1], longest, layer.keys.shape[3])
+                    keys.append(layer.keys.new_zeros(shape))
+                    values.append(layer.values.new_zeros(shape))
+            for k, v, layer in zip(keys, values, past.layers):
+                k[u, :, :len(ids)] = layer.keys[0]
+                v[u, :, :len(ids)] = layer.values[0]
+            del out, past
         return _PrefixCache(keys, values, torch.tensor([len(h) for h in heads], device=device))
 
-    def rows_per_batch(self, n_soft: int) -> int:
-        """Rows (candidate x item) per forward, sized so one batch stays within the memory budget."""
+    def rows_per_pack(self, n_soft: int) -> int:
+        """Candidates of one item packed into one sequence."""
+        return max(1, PACKED_TOKENS // (n_soft + self.tail_embeds.shape[1]))
+
+    def rows_per_batch(self, n_soft: int, population: int | None = None) -> int:
+        """Rows (candidate x item) per forward, sized so one batch stays within the memory budget.
+
+        A pack holds at most ``population`` rows (one per candidate), so a small population pays
+        more head KV per row: with P = 1 every row gathers and extends its own copy."""
         if self.batch_rows:
             return self.batch_rows
         cfg = self.backend.model.config
         bytes_per = torch.finfo(self.backend.dtype).bits // 8
-        new = n_soft + self.tail_embeds.shape[1]
+        per_seq = n_soft + self.tail_embeds.shape[1]
+        pack = min(self.rows_per_pack(n_soft), population or self.rows_per_pack(n_soft))
+        new = per_seq * pack
         total = self.cache.keys[0].shape[2] + new
+        # per packed sequence: its head KV (gathered, then concatenated: x2), activations, attention scores
         kv = 2 * 2 * len(self.cache.keys) * self.cache.keys[0].shape[1] * self.cache.keys[0].shape[3] * total
         acts = new * (8 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size))
         attn = 2 * cfg.num_attention_heads * new * total
-        per_row = bytes_per * (kv + acts + attn) + 4 * 2 * cfg.vocab_size
+        per_row = bytes_per * (kv + acts + attn) / pack + 4 * 3 * cfg.vocab_size  # + fp32 logits, their exp
         return max(1, int(self.memory_budget_mb * 2**20 // per_row))
 
     @torch.inference_mode()
@@ -151,13 +176,13 @@ class SoftPromptEvaluator:
             raise ValueError("need at least one soft prompt (P >= 1)")
         soft = soft.to(device=backend.device, dtype=backend.dtype)
         P, K, Q = soft.shape[0], soft.shape[1], self.n_items
-        rows = torch.arange(P * Q, device=backend.device)
+        rows = torch.arange(P * Q, device=backend.device)   # item-major, so a batch packs well
         log_probs = []
-        start, step = 0, self.rows_per_batch(K)
+        start, step = 0, self.rows_per_batch(K, P)
         while start < rows.numel():
             chunk = rows[start:start + step]
             try:
-                log_probs.append(self._forward_rows(soft, chunk // Q, chunk % Q))
+                log_probs.append(self._forward_rows(soft, chunk % P, chunk // P))
             except torch.OutOfMemoryError:
                 if step == 1:
                     raise
@@ -168,7 +193,7 @@ class SoftPromptEvaluator:
                 continue
             start += chunk.numel()
         self.last_batch_rows = step
-        logp = torch.cat(log_probs).view(P, Q, -1)                               # [P, Q, 1 + O]
+        logp = torch.cat(log_probs).view(Q, P, -1).transpose(0, 1)             # [P, Q, 1 + O]
         option_logp = logp[..., 1:].masked_fill(~self.option_mask, float("-inf"))
         mass_logp = torch.logsumexp(option_logp, dim=-1)
         probs = torch.softmax(option_logp, dim=-1)
@@ -176,24 +201,51 @@ class SoftPromptEvaluator:
         return AnswerDistribution(probs=probs, mass=(mass_logp - logp[..., 0]).exp(), expected=expected)
 
     def _forward_rows(self, soft: torch.Tensor, cand: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Rows (cand[i], item[i]) -> [B, 1 + O]: log-normaliser of the full vocabulary, option logits."""
-        model, cache = self.backend.model, self.cache
-        K = soft.shape[1]
-        head = self.head_index[item]
-        embeds = torch.cat([soft[cand], self.tail_embeds[item]], dim=1)            # [B, K + T, H]
-        new_mask = torch.cat([torch.ones(len(item), K, dtype=torch.bool, device=soft.device),
-                              self.tail_mask[item]], dim=1)
-        head_len = cache.lengths[head]
-        head_mask = torch.arange(cache.keys[0].shape[2], device=soft.device)[None, :] < head_len[:, None]
-        positions = head_len[:, None] + torch.arange(embeds.shape[1], device=soft.device)[None, :]
+        """Rows (cand[i], item[i]) -> [B, 1 + O]: log-normaliser of the full vocabulary, option logits.
+
+        Consecutive rows of one item share a packed sequence (at most ``rows_per_pack``)."""
+        model, cache, device = self.backend.model, self.cache, soft.device
+        B, K = len(item), soft.shape[1]
+        T = self.tail_embeds.shape[1]
+        W = K + T                                                                  # tokens per row
+        # pack: a new sequence starts where the item changes or the current one is full
+        idx = torch.arange(B, device=device)
+        starts = torch.ones(B, dtype=torch.bool, device=device)
+        starts[1:] = item[1:] != item[:-1]
+        run_start = torch.cummax(torch.where(starts, idx, 0), 0).values
+        slot = (idx - run_start) % self.rows_per_pack(K)
+        seq = torch.cumsum(starts | (slot == 0), 0) - 1                           # [B] sequence of each row
+        n_seq, G = int(seq[-1]) + 1, int(slot.max()) + 1
+        seq_item = torch.empty(n_seq, dtype=torch.long, device=device)
+        seq_item[seq] = item
+        head_len = cache.lengths[self.head_index[seq_item]]                        # [S]
+
+        embeds = soft.new_zeros(n_seq, G, W, soft.shape[2])
+        embeds[seq, slot] = torch.cat([soft[cand], self.tail_embeds[item]], dim=1)
+        real = torch.zeros(n_seq, G, W, dtype=torch.bool, device=device)
+        real[seq, slot] = torch.cat([torch.ones(B, K, dtype=torch.bool, device=device), self.tail_mask[item]], 1)
+        offset = torch.arange(W, device=device)
+        positions = (head_len[:, None, None] + offset).expand(n_seq, G, W).reshape(n_seq, G * W)
+
+        # additive mask [S, 1, G*W, Lh + G*W]: the item's head, then own earlier real tokens only
+        Lh = cache.keys[0].shape[2]
+        see_head = (torch.arange(Lh, device=device)[None, :] < head_len[:, None])[:, None, :].expand(n_seq, G * W, Lh)
+        group = torch.arange(G, device=device).repeat_interleave(W)
+        pos = offset.repeat(G)
+        see_new = ((group[:, None] == group[None, :]) & (pos[None, :] <= pos[:, None]))[None] & real.view(n_seq, 1, G * W)
+        allowed = torch.cat([see_head, see_new], dim=2)[:, None]
+        mask = torch.zeros(allowed.shape, dtype=self.backend.dtype, device=device)
+        mask.masked_fill_(~allowed, torch.finfo(self.backend.dtype).min)
+
+        head = self.head_index[seq_item]
         past = DynamicCache(ddp_cache_data=[(k[head], v[head]) for k, v in zip(cache.keys, cache.values)],
                             config=model.config)
-        hidden = model.model(inputs_embeds=embeds, attention_mask=torch.cat([head_mask, new_mask], 1).long(),
+        hidden = model.model(inputs_embeds=embeds.view(n_seq, G * W, -1), attention_mask=mask,
                              position_ids=positions, use_cache=True, **{self._cache_kw: past}).last_hidden_state
-        last = K + self.tail_lengths[item] - 1
-        h = hidden[torch.arange(len(item), device=soft.device), last]            # [B, H]
-        logits = model.get_output_embeddings()(h).float()                         # [B, V]: one position only
-        if logits.shape != (len(item), model.config.vocab_size):
-            raise RuntimeError(f"expected answer-position logits [{len(item)}, V], got {list(logits.shape)}")
-        self.forward_tokens += int(new_mask.sum())
+        last = slot * W + K + self.tail_lengths[item] - 1
+        h = hidden[seq, last]                                                       # [B, H]
+        logits = model.get_output_embeddings()(h).float()                         # [B, V]: one position per row
+        if logits.shape != (B, model.config.vocab_size):
+            raise RuntimeError(f"expected answer-position logits [{B}, V], got {list(logits.shape)}")
+        self.forward_tokens += int(real.sum())
         return torch.cat([torch.logsumexp(logits, -1, keepdim=True), logits[:, self.option_ids]], dim=1)

@@ -24,7 +24,7 @@ from promptopt.objectives import L1_DESCRIPTION, simulated_respondents
 
 from . import __version__
 from .baselines import icl_system_prompt
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from .config import RunConfig, config_from_mapping
 from .distributed import make_executor
 from .errors import CheckpointError, PromptoptError, UsageError
@@ -124,7 +124,7 @@ def open_session(host: PluginHost, config: RunConfig) -> Session:
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
-                           set(backend.tokenizer.all_special_ids))
+                           set(backend.tokenizer.all_special_ids), config.radius)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))
@@ -155,6 +155,11 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     run_dir = Path(run_dir or config.out or default_run_dir(config))
     if (run_dir / "config.json").exists():
         raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
+    return _start(config, host, run_dir, progress, echo)
+
+
+def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
+           echo: Callable[[str], None]) -> dict[str, Any]:
     session = open_session(host, config)
     space, optimizer = session.space, session.optimizer
     write_json(run_dir / "config.json", {
@@ -194,6 +199,10 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     if "budget" in overrides:
         saved["generations"] = None
     config = RunConfig(**config_from_mapping({**saved, **overrides}, where=str(run_dir / "config.json"))).validate()
+    if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
+        # stopped before its first checkpoint (during the baselines): nothing to lose, start it again
+        echo(f"{run_dir} stopped before its first checkpoint; starting it again from its config")
+        return _start(config, host, run_dir, progress, echo)
     checkpoint = load_checkpoint(run_dir, warn=echo)
     session = open_session(host, config)
     if checkpoint["optimizer"] is None:

@@ -25,6 +25,7 @@ class SoftPromptSpace:
     upper: torch.Tensor              # [dim]
     projection: torch.Tensor | None  # [d, K*H] for subspace, None for direct
     init_tokens: list[int]
+    radius: float = 1.0
 
     @property
     def dim(self) -> int:
@@ -43,12 +44,18 @@ class SoftPromptSpace:
 
     def describe(self) -> dict:
         return {"space": self.kind, "tokens": self.n_tokens, "dim": self.dim, "init_tokens": self.init_tokens,
+                "radius": self.radius,
                 "bounds": [float(self.lower.min()), float(self.upper.max())]}
 
 
 def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, seed: int,
-               special_ids: set[int] | None = None) -> SoftPromptSpace:
-    """Build a seeded search space from the model's input embedding table [V, H]."""
+               special_ids: set[int] | None = None, radius: float = 1.0) -> SoftPromptSpace:
+    """Build a seeded search space from the model's input embedding table [V, H].
+
+    ``radius`` scales how far a candidate may move from x0: 1 is about as far as real token
+    embeddings spread; larger lets soft prompts leave the region real tokens occupy."""
+    if not radius > 0:
+        raise ValueError(f"--radius must be > 0 (got {radius})")
     if n_tokens < 1:
         raise ValueError(f"--tokens must be >= 1 (got {n_tokens})")
     if subspace < 0:
@@ -66,13 +73,16 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
     if subspace == 0:
         # each coordinate may range over what real tokens use in that hidden dimension
         lo, hi = emb.min(0).values, emb.max(0).values
+        if radius != 1.0:
+            mid, half = (hi + lo) / 2, radius * (hi - lo) / 2
+            lo, hi = mid - half, mid + half
         return SoftPromptSpace("direct", n_tokens, hidden, x0.to(device), lo.repeat(n_tokens).to(device),
-                               hi.repeat(n_tokens).to(device), None, init)
+                               hi.repeat(n_tokens).to(device), None, init, radius)
     # z uniform in [-1, 1]^d has per-entry variance 1/3, so A ~ N(0, 3 std^2 / d) makes A z
     # about as large, per coordinate, as real embeddings vary around their mean
     std = emb.std(0)                                                       # [H]
-    scale = (std.repeat(n_tokens) * (3.0 / subspace) ** 0.5)[None, :]      # [1, K*H]
+    scale = (radius * std.repeat(n_tokens) * (3.0 / subspace) ** 0.5)[None, :]      # [1, K*H]
     projection = torch.randn(subspace, n_tokens * hidden, generator=gen) * scale
     ones = torch.ones(subspace)
     return SoftPromptSpace("subspace", n_tokens, hidden, x0.to(device), (-ones).to(device), ones.to(device),
-                           projection.to(device), init)
+                           projection.to(device), init, radius)

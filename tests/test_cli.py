@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from conftest import invoke
 
+from promptopt.config import RunConfig
+
 TINY = ["--model", "tiny", "--popsize", "6", "--generations", "3", "--quiet"]
 
 
@@ -31,7 +33,7 @@ def test_run_writes_a_complete_run_directory_and_improves_on_naive(tmp_path):
     assert summary["loss"] <= summary["naive_loss"]
     assert summary["evaluations"] == 30
     soft = load_file(str(out / "best" / "soft_prompt.safetensors"))["soft_prompt"]
-    assert soft.shape == (4, 32)
+    assert soft.shape == (RunConfig.tokens, 32)   # the default soft-prompt length
     assert "naive" in stdout and "aligned" in stdout and "mean absolute difference" in stdout
     events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
     assert events == ["run_start"] + ["generation_end"] * 5 + ["run_end"]

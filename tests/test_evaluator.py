@@ -158,6 +158,21 @@ def test_independent_of_batch_rows_and_batch_mates(tiny, evaluators, soft, posit
     assert (mixed.probs[4] - default.probs[1]).abs().max().item() <= BATCH_TOL
 
 
+@pytest.mark.parametrize("position", ["suffix", "prefix", "answer"])
+@pytest.mark.parametrize("packed_tokens", [1, 2 * (K + 6), 10_000])
+def test_packing_candidates_of_an_item_into_one_sequence_changes_nothing(tiny, soft, position, packed_tokens,
+                                                                         monkeypatch):
+    """One candidate per sequence, a few per sequence (packs split inside an item), or all at once:
+    the same answers as a one-sequence-at-a-time full forward."""
+    import promptopt.evaluator as evaluator_module
+
+    monkeypatch.setattr(evaluator_module, "PACKED_TOKENS", packed_tokens)
+    ev = SoftPromptEvaluator(tiny, SHORT_PROMPTS, SHORT_OPTIONS, position=position, batch_rows=7)
+    assert ev.rows_per_pack(K) == max(1, packed_tokens // (K + ev.tail_embeds.shape[1]))
+    out = ev.evaluate(soft)
+    assert_close(out, reference(tiny, SHORT_PROMPTS, SHORT_OPTIONS, soft, position), TOL)
+
+
 @pytest.mark.parametrize("position", ["suffix", "prefix"])
 def test_independent_of_population_order(evaluators, soft, position):
     ev = evaluators[(position, None)]

@@ -73,11 +73,11 @@ def _history(run_dir):
 
 
 def _same_run(a, b):
-    # equal to 1e-5 (in practice bit for bit: same kernels, one thread, each actor decodes the
-    # whole population as the driver does and evaluates its slice)
-    pd.testing.assert_frame_equal(_history(a), _history(b), check_exact=False, rtol=0, atol=1e-5)
+    # equal to float rounding: same kernels and one thread, but an actor packs its slice of the
+    # population into other batch shapes than the driver does
+    pd.testing.assert_frame_equal(_history(a), _history(b), check_exact=False, rtol=1e-5, atol=1e-5)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    assert sa["loss"] == pytest.approx(sb["loss"], abs=1e-5)
+    assert sa["loss"] == pytest.approx(sb["loss"], rel=1e-5, abs=1e-5)
     assert sa["evaluations"] == sb["evaluations"]
 
 
@@ -101,11 +101,11 @@ def test_ray_actors_give_the_local_per_candidate_losses(ray_session):
         pids = {info["pid"] for info in executor._infos.values()}
         again = executor(z[:1])  # fewer candidates than actors: one chunk
     assert len(pids) == 2
-    torch.testing.assert_close(remote.loss, local.loss, rtol=0, atol=1e-5)
+    torch.testing.assert_close(remote.loss, local.loss, rtol=1e-6, atol=1e-5)  # packing order: float rounding
     torch.testing.assert_close(remote.scores, local.scores, rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(remote.answers.probs, local.answers.probs, rtol=0, atol=1e-5)
     torch.testing.assert_close(remote.answers.expected, local.answers.expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(again.loss, local.loss[:1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(again.loss, local.loss[:1], rtol=1e-6, atol=1e-5)
 
 
 @needs_ray

@@ -79,10 +79,8 @@ def test_sigkill_at_random_points_then_resume_is_identical(tmp_path, reference):
            "--seed", "3", "--quiet", "--out", str(run_dir)]
     kills = 0
     for attempt in range(12):
-        args = cmd if not (run_dir / "checkpoint.safetensors").exists() else [
+        args = cmd if not (run_dir / "config.json").exists() else [
             sys.executable, "-m", "promptopt", "run", "--resume", str(run_dir), "--quiet"]
-        if attempt and not (run_dir / "config.json").exists():
-            args = cmd
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if kills < 3:
             # let it get into the generation loop, then kill it without warning
@@ -115,6 +113,19 @@ def test_truncated_checkpoint_falls_back_to_the_previous_good_one(tmp_path, refe
     warnings = []
     resume(run_dir, PluginHost(load_entrypoints=False), progress=False, echo=warnings.append)
     assert any("unreadable" in w and "checkpoint.prev" in w for w in warnings)
+    assert_same(reference, outcome(run_dir))
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    quiet = dict(progress=False, echo=lambda s: None)
+    with pytest.raises(Crash):
+        run(build_config(None, **ARGS), PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(1),)), run_dir, **quiet)
+    for name in ("checkpoint.safetensors", "checkpoint.prev.safetensors", "history.csv"):
+        (run_dir / name).unlink(missing_ok=True)   # as if killed while the baselines were scored
+    said = []
+    resume(run_dir, PluginHost(load_entrypoints=False), progress=False, echo=said.append)
+    assert any("before its first checkpoint" in s for s in said)
     assert_same(reference, outcome(run_dir))
 
 

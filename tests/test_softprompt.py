@@ -46,3 +46,22 @@ def test_x0_is_made_of_real_non_special_token_embeddings_chosen_by_seed(table):
 def test_bad_sizes_are_rejected(table, tokens, subspace):
     with pytest.raises(ValueError):
         make_space(table, tokens, subspace, seed=0)
+
+
+@pytest.mark.parametrize("subspace", [0, 5])
+def test_radius_scales_the_distance_from_x0_and_keeps_the_centre(table, subspace):
+    one = make_space(table, 2, subspace, seed=0)
+    three = make_space(table, 2, subspace, seed=0, radius=3.0)
+    assert torch.equal(one.x0, three.x0) and three.describe()["radius"] == 3.0
+    if subspace:   # same z, three times the step from x0
+        z = torch.rand(4, subspace) * 2 - 1
+        assert torch.allclose(three.decode(z) - three.x0, 3 * (one.decode(z) - one.x0), atol=1e-5)
+    else:          # the box keeps its centre and triples its width
+        assert torch.allclose(three.upper - three.lower, 3 * (one.upper - one.lower))
+        assert torch.allclose(three.upper + three.lower, one.upper + one.lower, atol=1e-5)
+
+
+@pytest.mark.parametrize("radius", [0.0, -1.0, float("nan")])
+def test_bad_radius_is_rejected(table, radius):
+    with pytest.raises(ValueError, match="radius"):
+        make_space(table, 2, 5, seed=0, radius=radius)

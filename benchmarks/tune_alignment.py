@@ -1,0 +1,115 @@
+"""Tuning sweep for the alignment defaults (issue 8): variants x countries x seeds at one budget.
+
+    python benchmarks/tune_alignment.py --variants base "answer:position=answer" \\
+        "answer-r3:position=answer,radius=3" --countries US CN --seeds 0 --budget 480
+
+A variant is ``name:key=value,key=value`` of `promptopt run` options (RunConfig fields, values
+parsed as TOML scalars, else strings) on top of the defaults; ``base`` alone means the defaults.
+Each row records the settings it ran with, so the table stays right when the defaults change. Every finished run is one
+JSON line of ``OUT/tuning.jsonl`` (default ``study/tuning.jsonl``), so a sweep resumes where it
+stopped and later sweeps add to the same table; ``--report-only`` prints the table. The
+table gives, per variant, the L1 per country (median over seeds), its reduction vs the naive
+model, and the seconds per evaluation; docs/TUNING.md records the sweeps that set the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from alignment_study import SETTINGS, append_cell, cached_models, read_cells
+
+from promptopt import runner
+from promptopt.config import build_config
+from promptopt.host import PluginHost
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, spec = text.partition(":")
+    options = {}
+    for pair in filter(None, spec.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"error: variant option {pair!r} must be key=value")
+        try:    # numbers and booleans as TOML reads them, anything else as a string
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value.strip()
+        options[key.strip().replace("-", "_")] = parsed
+    return name, options
+
+
+def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], country: str, seed: int,
+            budget: int) -> dict[str, Any]:
+    config = build_config(None, **{"country": country, "seed": seed, "budget": budget, "icl_baseline": False,
+                                   **options})
+    run_dir = out / "tuning-runs" / f"{name}-{country}-{seed}"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    summary = runner.run(config, host, run_dir, progress=False, echo=lambda _m: None)
+    return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
+            "settings": {k: getattr(config, k) for k in SETTINGS},
+            "loss": summary["loss"], "naive_loss": summary["naive_loss"], "dimensions": summary["dimensions"],
+            "evaluations": summary["evaluations"], "seconds": summary["seconds"]}
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    countries = list(dict.fromkeys(r["country"] for r in rows))
+    variants = list(dict.fromkeys((r["variant"], r["budget"]) for r in rows))
+    lines = ["| variant | position | K | d | radius | budget | " + " | ".join(countries) + " | median reduction | s/eval |",
+             "|---|---|---:|---:|---:|---:|" + "---:|" * len(countries) + "---:|---:|"]
+    for name, budget in variants:
+        mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
+        cols, reductions = [], []
+        for c in countries:
+            runs = [r for r in mine if r["country"] == c]
+            if not runs:
+                cols.append("–")
+                continue
+            loss = statistics.median(r["loss"] for r in runs)
+            reductions.append(1 - loss / runs[0]["naive_loss"])
+            cols.append(f"{loss:.2f} ({-100 * reductions[-1]:+.0f}%, n={len(runs)})")
+        per_eval = sum(r["seconds"] for r in mine) / max(1, sum(r["evaluations"] for r in mine))
+        st = mine[0]["settings"]
+        lines.append(f"| {name} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {budget} | "
+                     + " | ".join(cols)
+                     + f" | {-100 * statistics.median(reductions):+.0f}% | {per_eval:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variants", nargs="+", default=["base"])
+    p.add_argument("--countries", nargs="+", default=["SA", "US", "CN", "IN"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--budget", type=int, default=480)
+    p.add_argument("--out", default="study")
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    path = Path(args.out) / "tuning.jsonl"
+    if not args.report_only:
+        host = cached_models(PluginHost(load_entrypoints=False))
+        for text in args.variants:
+            name, options = parse_variant(text)
+            for country in args.countries:
+                for seed in args.seeds:
+                    done = {(r["variant"], r["country"], r["seed"], r["budget"]) for r in read_cells(path)}
+                    if (name, country, seed, args.budget) in done:
+                        continue
+                    row = run_one(host, Path(args.out), name, options, country, seed, args.budget)
+                    append_cell(path, row)
+                    print(f"{name} {country} seed {seed}: L1 {row['loss']:.2f} (naive {row['naive_loss']:.2f}) "
+                          f"in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+    print(report(read_cells(path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
