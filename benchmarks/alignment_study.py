@@ -102,6 +102,11 @@ def cached_models(host: PluginHost) -> PluginHost:
     return host
 
 
+def settings_of(config) -> dict[str, Any]:
+    """The search settings a cell ran with, recorded so a report stays right when defaults change."""
+    return {k: getattr(config, k) for k in SETTINGS}
+
+
 def fmt_time(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
@@ -111,7 +116,7 @@ def fmt_time(seconds: float) -> str:
 
 # -- one cell ----------------------------------------------------------------------------
 
-def _optimise(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
+def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
     """summary.json of the cell's run: reused if complete, resumed if possible, else rerun."""
     quiet = dict(progress=False, echo=lambda _msg: None)
     if (run_dir / "summary.json").exists() and (run_dir / "best" / "soft_prompt.safetensors").exists():
@@ -133,7 +138,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
     run_dir = Path(args.out) / "runs" / key
     config = build_config(None, model=args.model, country=country, optimizer=optimizer, popsize=args.popsize,
                           budget=args.budget, seed=seed, icl_baseline=icl)
-    summary = _optimise(host, config, run_dir)
+    summary = run_or_resume(host, config, run_dir)
 
     # held-out check: the best soft prompt (and, once per country, the bare model) on the alternate wording
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
@@ -162,7 +167,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
         "alt_naive_loss": base["alt_naive_loss"], "alt_naive_dimensions": base["alt_naive_dimensions"],
         "target": target.describe(), "constants": scorer.constants,
-        "settings": {k: getattr(config, k) for k in SETTINGS},
+        "settings": settings_of(config),
         "evaluations": summary["evaluations"], "seconds": summary["seconds"],
         "wall_seconds": round(time.perf_counter() - started, 2), "run_dir": str(run_dir),
     }

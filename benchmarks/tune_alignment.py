@@ -22,9 +22,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from alignment_study import SETTINGS, append_cell, cached_models, read_cells
+from alignment_study import append_cell, cached_models, read_cells, run_or_resume, settings_of
 
-from promptopt import runner
 from promptopt.config import build_config
 from promptopt.host import PluginHost
 
@@ -48,14 +47,9 @@ def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], cou
             budget: int) -> dict[str, Any]:
     config = build_config(None, **{"country": country, "seed": seed, "budget": budget, "icl_baseline": False,
                                    **options})
-    run_dir = out / "tuning-runs" / f"{name}-{country}-{seed}"
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    summary = runner.run(config, host, run_dir, progress=False, echo=lambda _m: None)
+    summary = run_or_resume(host, config, out / "tuning-runs" / f"{name}-{country}-{seed}")
     return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
-            "settings": {k: getattr(config, k) for k in SETTINGS},
+            "settings": settings_of(config),
             "loss": summary["loss"], "naive_loss": summary["naive_loss"], "dimensions": summary["dimensions"],
             "evaluations": summary["evaluations"], "seconds": summary["seconds"]}
 

@@ -154,7 +154,9 @@ class SoftPromptEvaluator:
         cfg = self.backend.model.config
         bytes_per = torch.finfo(self.backend.dtype).bits // 8
         per_seq = n_soft + self.tail_embeds.shape[1]
-        pack = min(self.rows_per_pack(n_soft), population or self.rows_per_pack(n_soft))
+        pack = self.rows_per_pack(n_soft)
+        if population:
+            pack = min(pack, population)
         new = per_seq * pack
         total = self.cache.keys[0].shape[2] + new
         # per packed sequence: its head KV (gathered, then concatenated: x2), activations, attention scores
