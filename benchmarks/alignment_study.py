@@ -12,11 +12,16 @@ The naive and ICL baselines are deterministic (independent of seed and optimizer
 scored once per country (in that country's first cell) and the alternate-wording naive score
 is cached in ``OUT/baselines.json``.
 
+Every optimizer spends the same budget (default: a default run's, 480 evaluations) at its own
+population size: ``--popsize 16 de=8`` (the default) runs ``de`` at 8, the run default chosen in
+docs/TUNING.md, and the others at 16 (pycma's own default for 64 dimensions).
+
 Resumable across sessions: each finished cell is one JSON line of ``OUT/cells.jsonl``
 (rewritten atomically, under a lock, so processes running disjoint ``--countries`` can share
-one OUT and use both cores), and cells already there are skipped. A cell whose run directory was
-left half-finished is resumed from its checkpoint when possible, else its directory is removed
-and the cell rerun. The Markdown report (default docs/RESULTS.md) and the figure
+one OUT and use both cores), and cells already there with the same budget, population and
+search settings are skipped; a cell recorded with other settings is rerun and its line replaced.
+A cell whose run directory was left half-finished is resumed from its checkpoint when possible,
+else its directory is removed and the cell rerun. The Markdown report (default docs/RESULTS.md) and the figure
 (``img/alignment_study.png`` beside it) are rewritten atomically after every cell.
 """
 
@@ -70,14 +75,13 @@ def read_cells(path: Path) -> list[dict[str, Any]]:
 def append_cell(path: Path, cell: dict[str, Any]) -> None:
     """Read the existing lines, add one, write a temp file and rename it over cells.jsonl.
 
+    A line with the same ``key`` as ``cell`` (a cell rerun with other settings) is dropped.
     Under an exclusive lock, so several study processes (e.g. one per country) can share a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        text = path.read_text() if path.exists() else ""
-        if text and not text.endswith("\n"):
-            text += "\n"
-        text += json.dumps(cell, default=str) + "\n"
+        kept = [c for c in read_cells(path) if "key" not in cell or c.get("key") != cell["key"]]
+        text = "".join(json.dumps(c, default=str) + "\n" for c in kept + [cell])
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -102,6 +106,29 @@ def cached_models(host: PluginHost) -> PluginHost:
     return host
 
 
+def parse_popsizes(specs: list[str]) -> dict[str, int]:
+    """``["16", "de=8"]`` -> {"*": 16, "de": 8}: a bare number is every other optimizer's population."""
+    sizes = {"*": RunConfig.popsize}
+    for spec in specs:
+        name, _, value = spec.rpartition("=")  # rpartition: optimizer names may hold ':' but never '='
+        try:
+            sizes[name or "*"] = int(value)
+        except ValueError:
+            raise SystemExit(f"error: --popsize takes N or OPTIMIZER=N (got {spec!r})") from None
+    return sizes
+
+
+def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False) -> RunConfig:
+    return build_config(None, model=args.model, country=country, optimizer=optimizer, seed=seed, budget=args.budget,
+                        popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl)
+
+
+def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
+    """A recorded cell counts only if it ran with the budget, population and settings planned now."""
+    return cell is not None and cell.get("budget") == config.budget and cell.get("popsize") == config.popsize \
+        and cell.get("settings") == settings_of(config)
+
+
 def settings_of(config) -> dict[str, Any]:
     """The search settings a cell ran with, recorded so a report stays right when defaults change."""
     return {k: getattr(config, k) for k in SETTINGS}
@@ -117,8 +144,11 @@ def fmt_time(seconds: float) -> str:
 # -- one cell ----------------------------------------------------------------------------
 
 def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
-    """summary.json of the cell's run: reused if complete, resumed if possible, else rerun."""
+    """summary.json of the cell's run: reused if complete with the same config, resumed if possible, else rerun."""
     quiet = dict(progress=False, echo=lambda _msg: None)
+    saved = read_json(run_dir / "config.json").get("config")
+    if saved is not None and any(saved.get(k) != v for k, v in config.to_dict().items() if k not in ("icl_baseline", "out")):
+        shutil.rmtree(run_dir)  # a run with other settings (e.g. from before a default changed): not this cell's
     if (run_dir / "summary.json").exists() and (run_dir / "best" / "soft_prompt.safetensors").exists():
         return json.loads((run_dir / "summary.json").read_text())
     if (run_dir / "config.json").exists():
@@ -136,8 +166,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
     started = time.perf_counter()
     key = cell_key(country, optimizer, seed)
     run_dir = Path(args.out) / "runs" / key
-    config = build_config(None, model=args.model, country=country, optimizer=optimizer, popsize=args.popsize,
-                          budget=args.budget, seed=seed, icl_baseline=icl)
+    config = cell_config(args, country, optimizer, seed, icl)
     summary = run_or_resume(host, config, run_dir)
 
     # held-out check: the best soft prompt (and, once per country, the bare model) on the alternate wording
@@ -151,7 +180,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         naive_alt = alt(None)
         base = {"alt_naive_loss": float(naive_alt.loss[0]),
                 "alt_naive_dimensions": {d: round(float(v), 3) for d, v in zip(dims, naive_alt.scores[0].tolist())}}
-    if summary.get("icl_loss") is not None:
+    if summary.get("icl_loss") is not None:  # deterministic: scored in a country's first cell, kept here
         base.update(icl_loss=summary["icl_loss"], icl_dimensions=summary["icl_dimensions"])
     base.update(naive_loss=summary["naive_loss"], naive_dimensions=summary["naive_dimensions"])
     baselines[country] = base
@@ -159,10 +188,10 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
 
     return {
         "key": key, "country": country, "optimizer": optimizer, "seed": seed, "model": config.model,
-        "budget": args.budget, "popsize": args.popsize, "instrument": summary.get("instrument"),
+        "budget": config.budget, "popsize": config.popsize, "instrument": summary.get("instrument"),
         "loss": summary["loss"], "dimensions": summary["dimensions"],
         "naive_loss": summary["naive_loss"], "naive_dimensions": summary["naive_dimensions"],
-        "icl_loss": summary.get("icl_loss"), "icl_dimensions": summary.get("icl_dimensions"),
+        "icl_loss": base.get("icl_loss"), "icl_dimensions": base.get("icl_dimensions"),
         "alt_loss": float(aligned_alt.loss[0]),
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
         "alt_naive_loss": base["alt_naive_loss"], "alt_naive_dimensions": base["alt_naive_dimensions"],
@@ -176,9 +205,9 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
 def run_study(args) -> None:
     out = Path(args.out)
     cells_path, baselines_path = out / "cells.jsonl", out / "baselines.json"
-    done = {c["key"] for c in read_cells(cells_path)}
+    recorded = {c["key"]: c for c in read_cells(cells_path)}
     plan = [(c, o, s) for c in args.countries for s in args.seeds for o in args.optimizers]
-    todo = [cell for cell in plan if cell_key(*cell) not in done]
+    todo = [cell for cell in plan if not is_done(recorded.get(cell_key(*cell)), cell_config(args, *cell))]
     print(f"alignment study: {len(plan)} cells, {len(plan) - len(todo)} already done, {len(todo)} to run "
           f"-> {cells_path}", file=sys.stderr)
     if not todo:
@@ -187,10 +216,7 @@ def run_study(args) -> None:
     baselines = read_json(baselines_path)
     t0, walls = time.perf_counter(), []
     for i, (country, optimizer, seed) in enumerate(todo, 1):
-        cells = read_cells(cells_path)
-        has_icl = any(c["country"] == country and c.get("icl_loss") is not None for c in cells) \
-            or baselines.get(country, {}).get("icl_loss") is not None
-        icl = not has_icl  # deterministic: scored once per country, in its first cell (the first optimizer)
+        icl = baselines.get(country, {}).get("icl_loss") is None  # scored once per country, in its first cell
         cell = run_cell(host, args, country, optimizer, seed, icl, baselines, baselines_path)
         append_cell(cells_path, cell)
         walls.append(cell["wall_seconds"])
@@ -263,7 +289,8 @@ def write_report(cells_path: Path, results: Path) -> None:
              f"- model: {', '.join(_ordered(c['model'] for c in cells))}; instrument: "
              f"{', '.join(_ordered(str(c.get('instrument')) for c in cells))}",
              f"- budget: {', '.join(map(str, _ordered(c['budget'] for c in cells)))} evaluations; "
-             f"popsize: {', '.join(map(str, _ordered(c['popsize'] for c in cells)))}",
+             "popsize: " + ", ".join(f"{o} {'/'.join(map(str, _ordered(c['popsize'] for c in cells if c['optimizer'] == o)))}"
+                                     for o in optimizers),
              f"- seeds: {', '.join(map(str, sorted(_ordered(c['seed'] for c in cells))))}; "
              f"optimizers: {', '.join(optimizers)}",
              "- soft prompt: " + "; ".join(
@@ -365,9 +392,10 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--countries", nargs="+", default=DEFAULTS["countries"])
     p.add_argument("--seeds", nargs="+", type=int, default=DEFAULTS["seeds"])
     p.add_argument("--optimizers", nargs="+", default=DEFAULTS["optimizers"])
-    p.add_argument("--budget", type=int, default=None,
-                   help="evaluations per cell (default: a default run's, popsize x default generations)")
-    p.add_argument("--popsize", type=int, default=16)
+    p.add_argument("--budget", type=int, default=RunConfig.DEFAULT_BUDGET,
+                   help="evaluations per cell (default: a default run's)")
+    p.add_argument("--popsize", nargs="+", default=["16", f"de={RunConfig.popsize}"], metavar="[OPTIMIZER=]N",
+                   help=f"population per optimizer; a bare N for the others (default: 16 de={RunConfig.popsize})")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--results", default="docs/RESULTS.md", help="Markdown report; the PNG goes to img/ beside it")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from cells.jsonl, run nothing")
@@ -376,7 +404,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.budget = args.budget or args.popsize * RunConfig.DEFAULT_GENERATIONS
+    args.popsizes = parse_popsizes(args.popsize)
     cells_path = Path(args.out) / "cells.jsonl"
     if not args.report_only:
         try:

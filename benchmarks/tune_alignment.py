@@ -4,7 +4,8 @@
         "answer-r3:position=answer,radius=3" --countries US CN --seeds 0 --budget 480
 
 A variant is ``name:key=value,key=value`` of `promptopt run` options (RunConfig fields, values
-parsed as TOML scalars, else strings) on top of the defaults; ``base`` alone means the defaults.
+parsed as TOML scalars, else strings) on top of the defaults; ``hyper.KEY=value`` sets one of the
+optimizer's hyper-parameters (``de-best:hyper.strategy=best1bin``); ``base`` alone means the defaults.
 Each row records the settings it ran with, so the table stays right when the defaults change. Every finished run is one
 JSON line of ``OUT/tuning.jsonl`` (default ``study/tuning.jsonl``), so a sweep resumes where it
 stopped and later sweeps add to the same table; ``--report-only`` prints the table. The
@@ -39,7 +40,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
             parsed = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             parsed = value.strip()
-        options[key.strip().replace("-", "_")] = parsed
+        key = key.strip()
+        if key.startswith("hyper."):  # optimizer hyper-parameters keep their own spelling
+            options.setdefault("hyper", {})[key.removeprefix("hyper.")] = parsed
+        else:
+            options[key.replace("-", "_")] = parsed
     return name, options
 
 
@@ -54,11 +59,20 @@ def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], cou
             "evaluations": summary["evaluations"], "seconds": summary["seconds"]}
 
 
+def optimizer_of(options: dict[str, Any]) -> str:
+    """The optimizer and hyper-parameters a variant set, e.g. ``de strategy=best1bin popsize=8``."""
+    words = [options.get("optimizer", "de")]
+    words += [f"{k}={v}" for k, v in options.get("hyper", {}).items()]
+    words += [f"popsize={options['popsize']}"] if "popsize" in options else []
+    return " ".join(words)
+
+
 def report(rows: list[dict[str, Any]]) -> str:
     countries = list(dict.fromkeys(r["country"] for r in rows))
     variants = list(dict.fromkeys((r["variant"], r["budget"]) for r in rows))
-    lines = ["| variant | position | K | d | radius | budget | " + " | ".join(countries) + " | median reduction | s/eval |",
-             "|---|---|---:|---:|---:|---:|" + "---:|" * len(countries) + "---:|---:|"]
+    lines = ["| variant | optimizer | position | K | d | radius | budget | " + " | ".join(countries)
+             + " | median reduction | s/eval |",
+             "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(countries) + "---:|---:|"]
     for name, budget in variants:
         mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
         cols, reductions = [], []
@@ -72,7 +86,7 @@ def report(rows: list[dict[str, Any]]) -> str:
             cols.append(f"{loss:.2f} ({-100 * reductions[-1]:+.0f}%, n={len(runs)})")
         per_eval = sum(r["seconds"] for r in mine) / max(1, sum(r["evaluations"] for r in mine))
         st = mine[0]["settings"]
-        lines.append(f"| {name} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {budget} | "
+        lines.append(f"| {name} | {optimizer_of(mine[0]['options'])} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {budget} | "
                      + " | ".join(cols)
                      + f" | {-100 * statistics.median(reductions):+.0f}% | {per_eval:.3f} |")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 torch.set_num_threads(1)
@@ -38,8 +39,11 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     for c in cells:
         assert (out / "runs" / c["key"] / "summary.json").exists()
         assert c["alt_loss"] >= 0 and c["alt_naive_loss"] >= 0 and c["loss"] >= 0
-    # ICL scored once per country, in its first cell
-    assert [c["key"] for c in cells if c["icl_loss"] is not None] == ["US-de-0", "CN-de-0"]
+    # ICL scored once per country, in its first cell, and carried into the country's other cells
+    assert [(cfg.country, cfg.optimizer) for cfg, *_ in calls if cfg.icl_baseline] == [("US", "de"), ("CN", "de")]
+    for country in ("US", "CN"):
+        assert len({c["icl_loss"] for c in cells if c["country"] == country}) == 1
+    assert all(c["icl_loss"] is not None for c in cells)
 
     text = results.read_text()
     for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50"):
@@ -76,3 +80,27 @@ def test_half_finished_run_dir_is_redone(tmp_path):
     cells = (out / "cells.jsonl").read_text().splitlines()
     assert len(cells) == 1
     assert not (junk / "stray.txt").exists() and (junk / "summary.json").exists()
+
+
+def test_cells_of_other_settings_are_rerun_and_replaced_per_optimizer_popsize(tmp_path, monkeypatch):
+    study = _load()
+    out = tmp_path / "s"
+    base = ["--model", "tiny", "--countries", "US", "--seeds", "0", "--optimizers", "de", "random",
+            "--budget", "12", "--out", str(out), "--results", str(out / "R.md")]
+    calls = []
+    real_run = study.runner.run
+    monkeypatch.setattr(study.runner, "run", lambda *a, **k: calls.append(a[0]) or real_run(*a, **k))
+
+    assert study.main(base + ["--popsize", "4"]) == 0
+    assert [(c.optimizer, c.popsize) for c in calls] == [("de", 4), ("random", 4)]
+    # de's population changes: only its cell reruns, and its line replaces the old one
+    assert study.main(base + ["--popsize", "4", "de=6"]) == 0
+    assert [(c.optimizer, c.popsize) for c in calls[2:]] == [("de", 6)]
+    cells = {c["key"]: c for c in study.read_cells(out / "cells.jsonl")}
+    assert len((out / "cells.jsonl").read_text().splitlines()) == 2
+    assert (cells["US-de-0"]["popsize"], cells["US-random-0"]["popsize"]) == (6, 4)
+    assert json.loads((out / "runs" / "US-de-0" / "config.json").read_text())["config"]["popsize"] == 6
+    assert "de 6" in (out / "R.md").read_text()
+
+    with pytest.raises(SystemExit, match="OPTIMIZER=N"):
+        study.main(base + ["--popsize", "de=many"])

@@ -45,6 +45,9 @@ def test_missing_config_file():
 def test_generations_come_from_the_budget_in_whole_generations():
     assert build_config(None, budget=100, popsize=16).total_generations == 6
     assert build_config(None, generations=3).total_generations == 3
+    # neither given: the default budget, whatever the population size
+    for popsize in (4, 8, 16, 32):
+        assert build_config(None, popsize=popsize).total_generations == RunConfig.DEFAULT_BUDGET // popsize
     with pytest.raises(UsageError, match="not both"):
         build_config(None, generations=3, budget=64)
     with pytest.raises(UsageError, match="--budget must be at least one generation"):
