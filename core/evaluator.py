@@ -21,10 +21,10 @@ import inspect
 import torch
 from transformers import DynamicCache
 
+from promptopt.config import POSITIONS, RunConfig
 from promptopt.models import CausalLMBackend
 
 SLOT = "<<<promptopt-soft-prompt>>>"
-POSITIONS = ("suffix", "prefix", "answer")
 PACKED_TOKENS = 256  # new tokens per packed sequence: long enough to amortise the head KV copy
 
 
@@ -78,7 +78,7 @@ class SoftPromptEvaluator:
     """Scores soft prompts [P, K, H] on a list of multiple-choice prompts, batched over (P x Q)."""
 
     def __init__(self, backend: CausalLMBackend, prompts: list[str], n_options: list[int],
-                 position: str = "suffix", system_prompt: str | None = None,
+                 position: str = RunConfig.position, system_prompt: str | None = None,
                  batch_rows: int | None = None, memory_budget_mb: float | None = None) -> None:
         if position not in POSITIONS:
             raise ValueError(f"soft-prompt position must be one of {', '.join(POSITIONS)} (got {position!r})")

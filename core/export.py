@@ -11,9 +11,11 @@ the new one, never half of one.
   ``peft.PeftModel.from_pretrained(base_model, "RUN/best/peft")``.
 
 PEFT places its virtual tokens *before* the whole input; promptopt puts them where the run's
-``position`` says (default ``suffix``: at the end of the user message, inside the chat
-template). The export carries the tensor faithfully, but with ``position = "suffix"`` a PEFT
-model does not see it in the place it was optimised for, so its answers will differ.
+``position`` says (default ``answer``: at the answer cue, just before the prompt's last token,
+the newline that opens the assistant's turn; ``suffix``: at the end of the user message). The export carries the tensor faithfully,
+but unless ``position = "prefix"`` a PEFT model does not see it in the place it was optimised
+for, so its answers will differ. (Run directories that predate the ``position`` record were
+``suffix`` runs.)
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_embedded_model_answers_vsm13_with_digits_and_fast_path_matches_full_for
 
     instrument = load_vsm13()
     prompts = instrument.prompts()[:3]
-    evaluator = SoftPromptEvaluator(smollm2, prompts, [5] * 3)
+    evaluator = SoftPromptEvaluator(smollm2, prompts, [5] * 3, position="suffix")
     soft = smollm2.embedding_matrix[[1000, 2000, 3000, 4000]][None].clone()
     fast = evaluator.evaluate(soft)
     assert float(fast.mass.min()) > 0.2  # the model does answer with an option digit
