@@ -38,7 +38,7 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert {c["key"] for c in cells} == {"US-de-0", "US-random-0", "CN-de-0", "CN-random-0"}
     for c in cells:
         assert (out / "runs" / c["key"] / "summary.json").exists()
-        assert c["alt_loss"] >= 0 and c["alt_naive_loss"] >= 0 and c["loss"] >= 0
+        assert c["alt_loss"] >= 0 and c["alt_naive_loss"] >= 0 and c["loss"] >= 0 and c["device"] == "cpu"
     # ICL scored once per country, in its first cell, and carried into the country's other cells
     assert [(cfg.country, cfg.optimizer) for cfg, *_ in calls if cfg.icl_baseline] == [("US", "de"), ("CN", "de")]
     for country in ("US", "CN"):
@@ -46,7 +46,7 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert all(c["icl_loss"] is not None for c in cells)
 
     text = results.read_text()
-    for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50"):
+    for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50", "device: cpu"):
         assert word in text
     png = tmp_path / "study" / "img" / "alignment_study.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
