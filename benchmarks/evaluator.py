@@ -3,8 +3,11 @@
     python benchmarks/evaluator.py                      # full run (~5-10 min on a 2-core CPU)
     python benchmarks/evaluator.py --quick              # smoke run (~1-2 min)
     python benchmarks/evaluator.py --device cuda --dtype bfloat16 --candidates 256
+    python benchmarks/evaluator.py --model llama3-8b-random --device cuda --candidates 256 \
+        --plain-candidates 1 --dense-batch 64 --dense-length 512    # Llama-3-8B shapes, GPU only
 
-One run, side by side, on SmolLM2-135M-Instruct and VSM 2013's 24 items with K soft tokens:
+One run, side by side, on a model (default: the embedded SmolLM2-135M-Instruct; any registered
+model name) and VSM 2013's 24 items with K soft tokens:
 
 (a) plain: what research code usually writes. Per candidate, per item: build the full
     inputs_embeds sequence (chat head, soft tokens, tail), ``model.generate(max_new_tokens=3,
@@ -18,7 +21,9 @@ One run, side by side, on SmolLM2-135M-Instruct and VSM 2013's 24 items with K s
 
 Also reported: candidate-surveys/s, speed-up of ours over plain, tokens/s (ours counts
 ``forward_tokens``), ours as a fraction of (c), batch rows, the RSS high-water mark after each
-stage (``ru_maxrss``), CUDA peak allocation on GPU, agreement of ours' argmax with plain's parsed
+stage (``ru_maxrss``), CUDA peak allocation on GPU, model FLOP/s (2 x non-embedding parameters
+per token run) and model FLOP utilisation against the card's bf16 dense peak (``--peak-tflops``,
+known for H100/H200/A100), agreement of ours' argmax with plain's parsed
 answer on the shared candidates, and the max abs difference between the fast path and a
 one-sequence-at-a-time full forward on a few (candidate, item) pairs.
 """
@@ -38,7 +43,7 @@ import torch
 
 from promptopt.config import RunConfig
 from promptopt.evaluator import SoftPromptEvaluator, split_prompt
-from promptopt.models import load_smollm2
+from promptopt.host import PluginHost
 from promptopt.objectives import load_vsm13
 from promptopt.softprompt import make_space
 
@@ -50,6 +55,24 @@ def rss_mib() -> float:
     """RSS high-water mark of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+# bf16 dense tensor-core peaks from NVIDIA's data sheets, TFLOP/s; matched against the device name in order
+CARD_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("A100", 312.0))
+
+
+def card_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in CARD_PEAK_TFLOPS if key in name), None)
+
+
+def flops_per_token(model) -> float:
+    """Forward FLOPs per token of the transformer body: 2 x parameters, embeddings and output head excluded
+    (the evaluator runs the head at one position per row; attention over ~100 context tokens adds <1%)."""
+    embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    return 2.0 * sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
 
 
 def cuda_mib(device: torch.device) -> float | None:
@@ -188,6 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default=None, help="float32 (CPU default), bfloat16 (CUDA default), float16")
     ap.add_argument("--dense-batch", type=int, default=None, help="dense-forward batch (default 16; quick 4)")
     ap.add_argument("--dense-length", type=int, default=128)
+    ap.add_argument("--model", default="smollm2", help="registered model name (default smollm2; llama3-8b-random "
+                    "for Llama-3-8B shapes on a GPU)")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="the device's dense peak for model FLOP utilisation (default: known H100/H200/A100 bf16)")
     args = ap.parse_args(argv)
     n_ours = args.candidates or (4 if args.quick else 16)
     n_plain = args.plain_candidates or (1 if args.quick else 2)
@@ -204,8 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"command: python benchmarks/evaluator.py {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip())
     print(f"machine: {machine(device)}")
     t0 = time.perf_counter()
-    backend = load_smollm2(device=device, dtype=args.dtype)
-    print(f"model: SmolLM2-135M-Instruct, {backend.describe()['parameters'] / 1e6:.1f}M parameters, "
+    backend = PluginHost(load_entrypoints=False).create_model(args.model, device=str(device), dtype=args.dtype)
+    print(f"model: {args.model} ({backend.source}), {backend.describe()['parameters'] / 1e6:.1f}M parameters, "
           f"{str(backend.dtype).removeprefix('torch.')}, loaded in {time.perf_counter() - t0:.1f} s; "
           f"RSS high-water {rss_mib():.0f} MiB")
     vsm = load_vsm13()
@@ -276,14 +303,23 @@ def main(argv: list[str] | None = None) -> None:
     peak = rss_mib()
     gpu = cuda_mib(device)
     print(f"- peak RSS (ru_maxrss) {peak:.0f} MiB" + ("" if gpu is None else f"; CUDA max allocated {gpu:.0f} MiB"))
+    per_token = flops_per_token(backend.model)
+    card_peak = args.peak_tflops or card_peak_tflops(device)
+    for label, tok_s in [(f"ours ({p})", r["tokens"] / r["seconds"]) for p, r in results.items()] + \
+            [("dense forward", dense["tok_s"])]:
+        tflops = tok_s * per_token / 1e12
+        mfu = "" if card_peak is None else f" = {100 * tflops / card_peak:.1f}% MFU of {card_peak:g} TFLOP/s"
+        print(f"- model FLOP/s, {label}: {tok_s:.0f} tokens/s x {per_token / 1e9:.3g} GFLOP/token = "
+              f"{tflops:.3g} TFLOP/s{mfu}")
     print(f"- machine at end: {machine(device)}")
     fp32 = backend.dtype == torch.float32
     worst = max(diffs.values())
     speed_answer = (n_ours / results["answer"]["seconds"]) / base_rate
     checks = [(f"fast path vs full forward {worst:.1e} <= {FP32_LIMIT:.0e}" + ("" if fp32 else " (limit is for fp32)"),
-               worst <= FP32_LIMIT),
-              (f"peak RSS {peak:.0f} MiB < 2048 MiB", peak < 2048),
-              (f"speed-up of the default (answer) position {speed_answer:.1f}x >= 50x (goal)", speed_answer >= 50)]
+               worst <= FP32_LIMIT)]
+    if args.model == "smollm2":  # issue 3's goals are stated for the embedded model
+        checks += [(f"peak RSS {peak:.0f} MiB < 2048 MiB", peak < 2048),
+                   (f"speed-up of the default (answer) position {speed_answer:.1f}x >= 50x (goal)", speed_answer >= 50)]
     for text, ok in checks:
         print(f"- {'PASS' if ok else 'MISS'}: {text}")
     if fp32 and worst > FP32_LIMIT:

@@ -66,7 +66,8 @@ def _convert(gguf: Path, dest: Path) -> None:
         raise
 
 
-def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None) -> CausalLMBackend:
+def converted_dir() -> Path:
+    """The safetensors + tokenizer cache of the embedded model, converted from the GGUF on first use."""
     gguf = gguf_path()
     dest = cache_dir()
     if not (dest / "model.safetensors").exists():
@@ -76,6 +77,11 @@ def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | 
         child.join()
         if child.exitcode != 0:
             raise RuntimeError(f"converting {gguf} to {dest} failed (exit code {child.exitcode}; see above)")
+    return dest
+
+
+def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None) -> CausalLMBackend:
+    gguf, dest = gguf_path(), converted_dir()
     device = torch.device(device)
     hf_logging.disable_progress_bar()  # a per-tensor bar for a one-second load is noise
     tokenizer = AutoTokenizer.from_pretrained(dest)

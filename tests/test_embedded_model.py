@@ -65,3 +65,35 @@ def test_short_de_run_on_the_embedded_model(tmp_path):
     history = pd.read_csv(tmp_path / "r" / "history.csv")
     # the best prompt re-evaluated alone scores what it scored inside its population
     assert summary["loss"] == pytest.approx(history["best_loss"].iloc[-1], abs=1e-3)
+
+
+def test_random_llama3_8b_has_the_real_architecture_and_runs_the_evaluator_exactly():
+    """The GPU timing model: Llama-3-8B's shapes (checked on the config), runnable end to end.
+
+    Built here with 2 small layers (8B random weights would take minutes on 2 cores); the
+    evaluator's fast path must match a full forward on it as on any model."""
+    from promptopt.evaluator import SoftPromptEvaluator, split_prompt
+    from promptopt.host import PluginHost
+    from promptopt.models import LLAMA3_8B, build_random_llama
+
+    assert (LLAMA3_8B["hidden_size"], LLAMA3_8B["num_hidden_layers"], LLAMA3_8B["num_key_value_heads"],
+            LLAMA3_8B["vocab_size"]) == (4096, 32, 8, 128256)
+    assert "llama3-8b-random" in PluginHost(load_entrypoints=False).registries["models"].names()
+    small = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)
+    backend = build_random_llama(**small)
+    config = backend.model.config
+    assert (config.vocab_size, config.rope_parameters["rope_theta"], config.num_key_value_heads) == (128256, 500000.0, 2)
+    again = build_random_llama(**small)
+    assert torch.equal(backend.embedding_matrix, again.embedding_matrix)  # seeded: same weights every time
+
+    prompts = ["How important is it to have sufficient time for your personal life?", "Are you happy?"]
+    evaluator = SoftPromptEvaluator(backend, prompts, [5, 5])
+    soft = backend.embedding_matrix[[1000, 2000]][None].clone()
+    fast = evaluator.evaluate(soft)
+    with torch.inference_mode():
+        for q, text in enumerate(prompts):
+            head, tail = split_prompt(backend, text, "answer", None)
+            seq = torch.cat([backend.embed(torch.tensor(head)), soft[0], backend.embed(torch.tensor(tail))])
+            probs = torch.softmax(backend.model(inputs_embeds=seq[None]).logits[0, -1][evaluator.option_ids], -1)
+            assert torch.allclose(probs, fast.probs[0, q], atol=1e-4)
