@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from pathlib import Path
 
 # The tiny test model's matrices are far too small to gain from threads, and on a busy
 # 2-core machine OpenMP threads spin against each other (seen: 11 s vs 1 s for one run).
@@ -14,6 +17,15 @@ import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 torch.set_num_threads(1)
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module; the scripts import each other by bare name, as when run from there."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 @pytest.fixture(scope="session")

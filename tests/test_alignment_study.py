@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
-
-HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "alignment_study.py"
+from conftest import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("alignment_study", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("alignment_study")
 
 
 def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-import torch
-
-torch.set_num_threads(1)
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluator.py"
+from conftest import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("evaluator_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("evaluator")
 
 
 def test_benchmark_runs_any_registered_model_and_reports_flops_and_mfu(capsys):

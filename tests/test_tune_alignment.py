@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
+from conftest import load_benchmark
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import tune_alignment  # noqa: E402  (the sweep imports alignment_study by name, as when run as a script)
+tune_alignment = load_benchmark("tune_alignment")
 
 
 def test_variant_options_are_typed_and_hyper_keys_go_to_the_optimizer():
