@@ -45,7 +45,7 @@ from promptopt.host import PluginHost
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
-SETTINGS = ("position", "tokens", "subspace", "radius", "dtype")  # search settings each cell records
+SETTINGS = ("position", "tokens", "subspace", "radius", "init_text", "dtype")  # search settings each cell records
 DEFAULTS = {
     "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
     "seeds": [0, 1, 2],
@@ -129,12 +129,17 @@ def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False
 def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
     """A recorded cell counts only if it ran with the budget, population and settings planned now."""
     return cell is not None and cell.get("budget") == config.budget and cell.get("popsize") == config.popsize \
-        and cell.get("settings") == settings_of(config)
+        and recorded_settings(cell) == settings_of(config)
 
 
 def settings_of(config) -> dict[str, Any]:
     """The search settings a cell ran with, recorded so a report stays right when defaults change."""
     return {k: getattr(config, k) for k in SETTINGS}
+
+
+def recorded_settings(cell: dict[str, Any]) -> dict[str, Any]:
+    """A cell's settings; one recorded before a setting existed ran at that setting's default."""
+    return {k: cell.get("settings", {}).get(k, getattr(RunConfig, k)) for k in SETTINGS}
 
 
 def fmt_time(seconds: float) -> str:
@@ -299,7 +304,7 @@ def write_report(cells_path: Path, results: Path) -> None:
              f"- seeds: {', '.join(map(str, sorted(_ordered(c['seed'] for c in cells))))}; "
              f"optimizers: {', '.join(optimizers)}",
              "- soft prompt: " + "; ".join(
-                 f"{k} " + ", ".join(_ordered(_setting(c.get("settings", {}).get(k, "?")) for c in cells))
+                 f"{k} " + ", ".join(_ordered(_setting(recorded_settings(c)[k]) for c in cells))
                  for k in SETTINGS),
              f"- scorer constants C = {', '.join(f'{c:g}' for c in constants) or '?'} (every dimension)",
              "- loss: L1 = mean absolute difference over the six dimensions between the model's scores and the target; "

@@ -32,6 +32,7 @@ class RunConfig:
     tokens: int = 2
     subspace: int = 64
     radius: float = 1.0
+    init_text: str | None = None
     position: str = "answer"
     device: str = "cpu"
     dtype: str | None = None
@@ -73,6 +74,13 @@ class RunConfig:
         need(self.tokens >= 1, f"--tokens must be >= 1 (got {self.tokens})")
         need(self.subspace >= 0, f"--subspace must be >= 0, 0 meaning direct search (got {self.subspace})")
         need(self.radius > 0, f"--radius must be > 0 (got {self.radius})")
+        if self.init_text is not None:
+            try:
+                filled = self.init_text.format(country="Country")
+            except (KeyError, IndexError, ValueError):
+                filled = ""
+            need(filled.strip() != "", f"--init-text must be non-empty text, with {{country}} as its only "
+                                       f"placeholder (got {self.init_text!r})")
         need(self.position in POSITIONS, f"--position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
         need(self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be cpu or cuda[:N] (got {self.device!r})")

@@ -119,12 +119,20 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
         raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
 
 
+def init_ids(backend, config: RunConfig, target) -> list[int] | None:
+    """Token ids of --init-text with {country} filled in (None: start from random tokens)."""
+    if config.init_text is None:
+        return None
+    special = set(backend.tokenizer.all_special_ids)
+    return [i for i in backend.encode(config.init_text.format(country=target.name)) if i not in special]
+
+
 def open_session(host: PluginHost, config: RunConfig) -> Session:
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
-                           set(backend.tokenizer.all_special_ids), config.radius)
+                           set(backend.tokenizer.all_special_ids), config.radius, init_ids(backend, config, target))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))

@@ -49,11 +49,14 @@ class SoftPromptSpace:
 
 
 def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, seed: int,
-               special_ids: set[int] | None = None, radius: float = 1.0) -> SoftPromptSpace:
+               special_ids: set[int] | None = None, radius: float = 1.0,
+               init_ids: list[int] | None = None) -> SoftPromptSpace:
     """Build a seeded search space from the model's input embedding table [V, H].
 
     ``radius`` scales how far a candidate may move from x0: 1 is about as far as real token
-    embeddings spread; larger lets soft prompts leave the region real tokens occupy."""
+    embeddings spread; larger lets soft prompts leave the region real tokens occupy.
+    ``init_ids``: the tokens x0 starts from (the first K; random tokens fill up if fewer);
+    default K random non-special tokens."""
     if not radius > 0:
         raise ValueError(f"--radius must be > 0 (got {radius})")
     if n_tokens < 1:
@@ -67,7 +70,11 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
     if special_ids:
         allowed[list(special_ids)] = False
     candidates = allowed.nonzero().flatten()
-    init = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_tokens]].tolist()
+    random_ids = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_tokens]].tolist()
+    given = list(init_ids or [])[:n_tokens]
+    if any(not 0 <= i < vocab for i in given):
+        raise ValueError(f"init token ids must be in [0, {vocab}) (got {given})")
+    init = given + random_ids[:n_tokens - len(given)]
     x0 = emb[init].clone()
     device = embedding_matrix.device
     if subspace == 0:

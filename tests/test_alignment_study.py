@@ -96,3 +96,13 @@ def test_cells_of_other_settings_are_rerun_and_replaced_per_optimizer_popsize(tm
 
     with pytest.raises(SystemExit, match="OPTIMIZER=N"):
         study.main(base + ["--popsize", "de=many"])
+
+
+def test_a_cell_recorded_before_a_setting_existed_counts_as_run_at_its_default():
+    study = _load()
+    config = study.build_config(None, budget=480, popsize=8)
+    old = {"budget": 480, "popsize": 8,
+           "settings": {k: v for k, v in study.settings_of(config).items() if k != "init_text"}}
+    assert study.is_done(old, config)
+    assert not study.is_done(old, study.build_config(None, budget=480, popsize=8, init_text="{country}"))
+    assert not study.is_done({**old, "popsize": 16}, config) and not study.is_done(None, config)

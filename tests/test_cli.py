@@ -82,6 +82,8 @@ def test_other_optimizers_run_end_to_end(tmp_path, optimizer):
     (["--tokens", "0"], "--tokens must be >= 1"),
     (["--instrument", "missing.toml"], "does not exist"),
     (["--device", "tpu"], "--device must be cpu or cuda"),
+    (["--init-text", "{nation}"], "{country} as its only placeholder"),
+    (["--init-text", " "], "--init-text must be non-empty"),
 ])
 def test_bad_input_exits_2_with_one_line_saying_what_is_allowed(tmp_path, args, needle):
     code, stdout, stderr = invoke(["run", *TINY, *args, "--out", str(tmp_path / "r")])
@@ -135,3 +137,16 @@ def test_a_run_whose_optimizer_cannot_save_state_runs_but_refuses_to_resume(tmp_
     assert invoke(["run", *TINY, "--optimizer", "ng:NGOpt", "--out", str(tmp_path / "r")])[0] == 0
     code, _, err = invoke(["run", "--resume", str(tmp_path / "r"), "--generations", "4", "--quiet"])
     assert code == 2 and "cannot be resumed" in err
+
+
+def test_init_text_starts_the_soft_prompt_at_the_targets_name(tmp_path):
+    from promptopt.models import build_tiny
+
+    out = tmp_path / "r"
+    code, _, stderr = invoke(["run", *TINY, "--generations", "1", "--country", "CN", "--tokens", "3",
+                              "--init-text", "{country}!", "--out", str(out)])
+    assert code == 0, stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["init_text"] == "{country}!"
+    # the tiny model's tokenizer is per character: "China!" starts with "Chi"
+    assert config["search_space"]["init_tokens"] == build_tiny().encode("China!")[:3]

@@ -65,3 +65,16 @@ def test_radius_scales_the_distance_from_x0_and_keeps_the_centre(table, subspace
 def test_bad_radius_is_rejected(table, radius):
     with pytest.raises(ValueError, match="radius"):
         make_space(table, 2, 5, seed=0, radius=radius)
+
+
+@pytest.mark.parametrize("subspace", [0, 5])
+def test_init_ids_set_x0_first_random_tokens_fill_up_and_the_projection_stays(table, subspace):
+    plain = make_space(table, n_tokens=3, subspace=subspace, seed=4)
+    given = make_space(table, n_tokens=3, subspace=subspace, seed=4, init_ids=[7])
+    assert given.init_tokens == [7] + plain.init_tokens[:2]
+    assert torch.equal(given.x0, table[given.init_tokens])
+    assert make_space(table, n_tokens=3, subspace=subspace, seed=4, init_ids=[9, 8, 7, 6]).init_tokens == [9, 8, 7]
+    if subspace:  # only x0 moves: the same seed draws the same projection
+        assert torch.equal(given.projection, plain.projection)
+    with pytest.raises(ValueError, match="init token ids"):
+        make_space(table, n_tokens=3, subspace=subspace, seed=4, init_ids=[100])
