@@ -29,6 +29,7 @@ and the figure (``img/alignment_study.png`` beside it) are rewritten atomically 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import shutil
@@ -73,14 +74,27 @@ def read_cells(path: Path) -> list[dict[str, Any]]:
     return cells
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock beside ``path``, so study processes sharing OUT read-modify-write it in turn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def update_baselines(path: Path, country: str, base: dict[str, Any]) -> None:
+    """Merge one country's baselines into baselines.json (re-read under the lock: other processes add theirs)."""
+    with locked(path):
+        write_json(path, {**read_json(path), country: base})
+
+
 def append_cell(path: Path, cell: dict[str, Any]) -> None:
     """Read the existing lines, add one, write a temp file and rename it over cells.jsonl.
 
     A line with the same ``key`` as ``cell`` (a cell rerun with other settings) is dropped.
     Under an exclusive lock, so several study processes (e.g. one per country) can share a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path):
         kept = [c for c in read_cells(path) if "key" not in cell or c.get("key") != cell["key"]]
         text = "".join(json.dumps(c, default=str) + "\n" for c in kept + [cell])
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -183,7 +197,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
     dims = alt.dimensions
     soft, _ = load_soft_prompt(run_dir)
     aligned_alt = alt(soft[None])
-    base = baselines.get(country)
+    base = baselines.get(country) or read_json(baselines_path).get(country)
     if base is None:
         naive_alt = alt(None)
         base = {"alt_naive_loss": float(naive_alt.loss[0]),
@@ -192,7 +206,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         base.update(icl_loss=summary["icl_loss"], icl_dimensions=summary["icl_dimensions"])
     base.update(naive_loss=summary["naive_loss"], naive_dimensions=summary["naive_dimensions"])
     baselines[country] = base
-    write_json(baselines_path, baselines)
+    update_baselines(baselines_path, country, base)
 
     return {
         "key": key, "country": country, "optimizer": optimizer, "seed": seed, "model": config.model,

@@ -106,3 +106,12 @@ def test_a_cell_recorded_before_a_setting_existed_counts_as_run_at_its_default()
     assert study.is_done(old, config)
     assert not study.is_done(old, study.build_config(None, budget=480, popsize=8, init_text="{country}"))
     assert not study.is_done({**old, "popsize": 16}, config) and not study.is_done(None, config)
+
+
+def test_processes_sharing_a_study_keep_each_others_baselines(tmp_path):
+    study = _load()
+    path = tmp_path / "baselines.json"
+    study.update_baselines(path, "US", {"naive_loss": 1.0})   # process A
+    study.update_baselines(path, "CN", {"naive_loss": 2.0})   # process B, which never read A's entry
+    study.update_baselines(path, "US", {"naive_loss": 1.5})
+    assert json.loads(path.read_text()) == {"US": {"naive_loss": 1.5}, "CN": {"naive_loss": 2.0}}
