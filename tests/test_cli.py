@@ -129,7 +129,7 @@ def test_list_and_plugins_show_what_is_registered_and_by_whom():
     code, out, _ = invoke(["plugins", "--json"])
     data = json.loads(out)
     by_name = {p["name"]: p for p in data["plugins"]}
-    assert by_name["promptopt.plugins.models"]["registered"]["models"] == ["smollm2", "tiny"]
+    assert by_name["promptopt.plugins.models"]["registered"]["models"] == ["smollm2", "tiny", "llama3-8b-random"]
     assert "promptopt_register_models" in by_name["promptopt.plugins.models"]["hooks"]
 
 
