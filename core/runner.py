@@ -121,10 +121,7 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
 
 def init_ids(backend, config: RunConfig, target) -> list[int] | None:
     """Token ids of --init-text with {country} filled in (None: start from random tokens)."""
-    if config.init_text is None:
-        return None
-    special = set(backend.tokenizer.all_special_ids)
-    return [i for i in backend.encode(config.init_text.format(country=target.name)) if i not in special]
+    return None if config.init_text is None else backend.encode(config.init_text.format(country=target.name))
 
 
 def open_session(host: PluginHost, config: RunConfig) -> Session:

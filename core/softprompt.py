@@ -55,8 +55,8 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
 
     ``radius`` scales how far a candidate may move from x0: 1 is about as far as real token
     embeddings spread; larger lets soft prompts leave the region real tokens occupy.
-    ``init_ids``: the tokens x0 starts from (the first K; random tokens fill up if fewer);
-    default K random non-special tokens."""
+    ``init_ids``: the tokens x0 starts from (the first K non-special ones; random tokens fill up
+    if fewer); default K random non-special tokens."""
     if not radius > 0:
         raise ValueError(f"--radius must be > 0 (got {radius})")
     if n_tokens < 1:
@@ -71,7 +71,7 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
         allowed[list(special_ids)] = False
     candidates = allowed.nonzero().flatten()
     random_ids = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_tokens]].tolist()
-    given = list(init_ids or [])[:n_tokens]
+    given = [i for i in init_ids or [] if i not in (special_ids or ())][:n_tokens]
     if any(not 0 <= i < vocab for i in given):
         raise ValueError(f"init token ids must be in [0, {vocab}) (got {given})")
     init = given + random_ids[:n_tokens - len(given)]

@@ -74,6 +74,8 @@ def test_init_ids_set_x0_first_random_tokens_fill_up_and_the_projection_stays(ta
     assert given.init_tokens == [7] + plain.init_tokens[:2]
     assert torch.equal(given.x0, table[given.init_tokens])
     assert make_space(table, n_tokens=3, subspace=subspace, seed=4, init_ids=[9, 8, 7, 6]).init_tokens == [9, 8, 7]
+    assert make_space(table, n_tokens=3, subspace=subspace, seed=4, init_ids=[9, 8, 7, 6],
+                      special_ids={8}).init_tokens == [9, 7, 6]  # special tokens never start a soft prompt
     if subspace:  # only x0 moves: the same seed draws the same projection
         assert torch.equal(given.projection, plain.projection)
     with pytest.raises(ValueError, match="init token ids"):
