@@ -63,7 +63,7 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
         raise ValueError(f"--tokens must be >= 1 (got {n_tokens})")
     if subspace < 0:
         raise ValueError(f"--subspace must be >= 0 (0 searches all values directly; got {subspace})")
-    emb = embedding_matrix.detach().float()
+    emb = embedding_matrix.detach().float().cpu()   # built on the CPU with a CPU generator: the same space on any device
     vocab, hidden = emb.shape
     gen = torch.Generator(device="cpu").manual_seed(seed)
     allowed = torch.ones(vocab, dtype=torch.bool)

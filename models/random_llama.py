@@ -16,7 +16,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from .backend import CausalLMBackend, resolve_dtype
-from .smollm2 import converted_dir
+from .smollm2 import tokenizer_dir
 
 # meta-llama/Meta-Llama-3-8B-Instruct config.json (the fields that set shapes and numerics)
 LLAMA3_8B: dict[str, Any] = {
@@ -30,7 +30,7 @@ def build_random_llama(device: str | torch.device = "cpu", dtype: str | torch.dt
                        **overrides: Any) -> CausalLMBackend:
     """Llama-3-8B's config (``overrides`` change fields, e.g. a 2-layer copy for tests), random weights."""
     device = torch.device(device)
-    tokenizer = AutoTokenizer.from_pretrained(converted_dir())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())
     config = LlamaConfig(**{**LLAMA3_8B, **overrides})
     if config.vocab_size < len(tokenizer):
         raise ValueError(f"vocab_size {config.vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")

