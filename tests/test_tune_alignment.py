@@ -39,3 +39,14 @@ def test_sweep_runs_each_cell_once_with_the_variant_hyper_parameters(tmp_path, m
     assert tune_alignment.main(args) == 0  # finished cells are skipped
     assert len(calls) == 2
     assert len((tmp_path / "tuning.jsonl").read_text().splitlines()) == 2
+
+
+def test_report_pools_every_run_of_a_variant():
+    rows = [{"variant": "v", "budget": 8, "options": {}, "country": c, "seed": seed, "loss": loss, "naive_loss": 20.0,
+             "evaluations": 8, "seconds": 1.0,
+             "settings": {"position": "answer", "tokens": 2, "subspace": 64, "radius": 1.0}}
+            for c, seed, loss in [("US", 0, 8.0), ("US", 1, 12.0), ("CN", 0, 16.0)]]
+    line = tune_alignment.report(rows).splitlines()[-1]
+    assert "10.00 (-50%, n=2)" in line and "16.00 (-20%, n=1)" in line
+    # mean of -60%, -40%, -20% = -40%; one run of three reached -50%
+    assert "| -40% | 1/3 |" in line
