@@ -1,6 +1,6 @@
 """Alignment study (issue 8): countries x seeds x optimizers, with a held-out wording check.
 
-    python benchmarks/alignment_study.py                       # the full study (hours on CPU)
+    python benchmarks/alignment_study.py --jobs 2              # the full study (~2.5 h on 2 CPU cores)
     python benchmarks/alignment_study.py --report-only         # rebuild docs/RESULTS.md + figure
     python benchmarks/alignment_study.py --model tiny --countries US --seeds 0 \\
         --optimizers de --budget 12 --popsize 4 --out /tmp/s --results /tmp/s/RESULTS.md  # smoke
@@ -17,9 +17,13 @@ Every optimizer spends the same budget (default: a default run's, 480 evaluation
 population size: ``--popsize 16 de=8`` (the default) runs ``de`` at 8, the run default chosen in
 docs/TUNING.md, and the others at 16 (pycma's own default for 64 dimensions).
 
+``--jobs N`` runs N worker processes, worker i taking every N-th country, each with
+cores / N torch threads (on a 2-core CPU, 2 one-thread workers beat one two-thread process: the
+small model's matrices gain little from a second thread); on a GPU many workers share the card.
+
 Resumable across sessions: each finished cell is one JSON line of ``OUT/cells.jsonl``
-(rewritten atomically, under a lock, so processes running disjoint ``--countries`` can share
-one OUT and use both cores), and cells already there with the same budget, population and
+(rewritten atomically, under a lock, so workers, or processes running disjoint ``--countries``,
+share one OUT), and cells already there with the same budget, population and
 search settings are skipped; a cell recorded with other settings is rerun and its line replaced.
 A cell whose run directory was left half-finished is resumed from its checkpoint when possible,
 else its directory is removed and the cell rerun. The Markdown report (default docs/RESULTS.md)
@@ -32,6 +36,8 @@ import argparse
 import contextlib
 import fcntl
 import json
+import multiprocessing
+import os
 import shutil
 import statistics
 import sys
@@ -225,7 +231,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
     }
 
 
-def run_study(args) -> None:
+def run_study(args, report: bool = True) -> None:
     out = Path(args.out)
     cells_path, baselines_path = out / "cells.jsonl", out / "baselines.json"
     recorded = {c["key"]: c for c in read_cells(cells_path)}
@@ -249,7 +255,40 @@ def run_study(args) -> None:
               f"alternate wording {cell['alt_loss']:.2f} vs naive {cell['alt_naive_loss']:.2f}) "
               f"in {fmt_time(cell['wall_seconds'])}; elapsed {fmt_time(elapsed)}, ETA {fmt_time(eta)}",
               file=sys.stderr, flush=True)
-        write_report(cells_path, Path(args.results))
+        if report:
+            write_report(cells_path, Path(args.results))
+
+
+def _worker(args, threads: int) -> None:
+    """One --jobs worker: the study for its countries, no report (the parent writes it at the end)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        run_study(args, report=False)
+    except PromptoptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_jobs(args) -> int:
+    """Split the countries round-robin over args.jobs processes; 0 if every worker finished, 2 if one
+    was given bad input, else 1."""
+    jobs = min(args.jobs, len(args.countries))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")   # a fresh interpreter: no forked torch thread pools
+    workers = []
+    for i in range(jobs):
+        mine = argparse.Namespace(**{**vars(args), "countries": args.countries[i::jobs], "jobs": 1})
+        workers.append(context.Process(target=_worker, args=(mine, threads), name=f"study-{i}"))
+        workers[-1].start()
+    for w in workers:
+        w.join()
+    failed = [f"{w.name} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
+    if failed:
+        print(f"error: {', '.join(failed)} failed; finished cells are kept, rerun to resume", file=sys.stderr)
+    codes = {w.exitcode for w in workers}
+    return 0 if not failed else 2 if 2 in codes else 1
 
 
 # -- report ------------------------------------------------------------------------------
@@ -383,7 +422,7 @@ def write_report(cells_path: Path, results: Path) -> None:
                      f"| {c['loss']:.2f} |")
     total = sum(max(c["wall_seconds"], c["seconds"]) for c in cells)
     lines += ["", f"Total cell wall-clock: {fmt_time(total)} over {len(cells)} cells (summed; cells of "
-              "processes that ran side by side overlap in time; a cell whose run was reused from an identical "
+              "worker processes (--jobs) overlap in time; a cell whose run was reused from an identical "
               "earlier run has a short cell wall and counts with its optimisation seconds).", ""]
     text = "\n".join(lines)
     atomic_write(results, lambda tmp: Path(tmp).write_text(text))
@@ -433,7 +472,12 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--results", default="docs/RESULTS.md", help="Markdown report; the PNG goes to img/ beside it")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from cells.jsonl, run nothing")
-    return p.parse_args(argv)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, each taking every N-th country (default 1; 2 on a 2-core CPU)")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1 (got {args.jobs})")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -444,14 +488,18 @@ def main(argv: list[str] | None = None) -> int:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     cells_path = Path(args.out) / "cells.jsonl"
+    status = 0
     if not args.report_only:
         try:
-            run_study(args)
+            if args.jobs > 1:
+                status = run_jobs(args)
+            else:
+                run_study(args)
         except PromptoptError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     write_report(cells_path, Path(args.results))
-    return 0
+    return status
 
 
 if __name__ == "__main__":

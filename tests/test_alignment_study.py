@@ -115,3 +115,28 @@ def test_processes_sharing_a_study_keep_each_others_baselines(tmp_path):
     study.update_baselines(path, "CN", {"naive_loss": 2.0})   # process B, which never read A's entry
     study.update_baselines(path, "US", {"naive_loss": 1.5})
     assert json.loads(path.read_text()) == {"US": {"naive_loss": 1.5}, "CN": {"naive_loss": 2.0}}
+
+
+def test_jobs_split_the_countries_over_worker_processes_into_one_study(tmp_path):
+    study = _load()
+    out, results = tmp_path / "study", tmp_path / "R.md"
+    args = ["--model", "tiny", "--countries", "US", "CN", "JP", "--seeds", "0", "--optimizers", "de",
+            "--budget", "8", "--popsize", "4", "--out", str(out), "--results", str(results), "--jobs", "2"]
+    assert study.main(args) == 0
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+    assert sorted(c["key"] for c in cells) == ["CN-de-0", "JP-de-0", "US-de-0"]   # each cell once
+    assert set(json.loads((out / "baselines.json").read_text())) == {"US", "CN", "JP"}
+    assert all(word in results.read_text() for word in ("US", "CN", "JP"))        # the parent's report
+    assert study.main(args) == 0                                                    # all done: nothing reruns
+    assert len((out / "cells.jsonl").read_text().splitlines()) == 3
+
+
+def test_jobs_report_bad_input_with_exit_code_2(tmp_path, capfd):
+    study = _load()
+    args = ["--model", "tiny", "--countries", "US", "Atlantis", "--seeds", "0", "--optimizers", "de",
+            "--budget", "8", "--popsize", "4", "--out", str(tmp_path / "s"), "--results", str(tmp_path / "R.md"),
+            "--jobs", "2"]
+    assert study.main(args) == 2
+    assert "Atlantis" in capfd.readouterr().err
+    with pytest.raises(SystemExit):
+        study.main(args[:-1] + ["0"])
