@@ -259,16 +259,22 @@ def run_study(args, report: bool = True) -> None:
             write_report(cells_path, Path(args.results))
 
 
+def study_status(args, report: bool = True) -> int:
+    """run_study as an exit status: 0, or 2 after one 'error:' line for bad input."""
+    try:
+        run_study(args, report)
+    except PromptoptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _worker(args, threads: int) -> None:
     """One --jobs worker: the study for its countries, no report (the parent writes it at the end)."""
     import torch
 
     torch.set_num_threads(threads)
-    try:
-        run_study(args, report=False)
-    except PromptoptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(study_status(args, report=False))
 
 
 def run_jobs(args) -> int:
@@ -284,11 +290,12 @@ def run_jobs(args) -> int:
         workers[-1].start()
     for w in workers:
         w.join()
-    failed = [f"{w.name} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
-    if failed:
-        print(f"error: {', '.join(failed)} failed; finished cells are kept, rerun to resume", file=sys.stderr)
-    codes = {w.exitcode for w in workers}
-    return 0 if not failed else 2 if 2 in codes else 1
+    failed = [w for w in workers if w.exitcode != 0]
+    if not failed:
+        return 0
+    print(f"error: {', '.join(f'{w.name} (exit code {w.exitcode})' for w in failed)} failed; finished cells "
+          "are kept, rerun to resume", file=sys.stderr)
+    return 2 if any(w.exitcode == 2 for w in failed) else 1
 
 
 # -- report ------------------------------------------------------------------------------
@@ -490,14 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     cells_path = Path(args.out) / "cells.jsonl"
     status = 0
     if not args.report_only:
-        try:
-            if args.jobs > 1:
-                status = run_jobs(args)
-            else:
-                run_study(args)
-        except PromptoptError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        status = run_jobs(args) if args.jobs > 1 else study_status(args)
+        if status == 2 and args.jobs == 1:
+            return 2   # nothing ran: leave the report alone (workers may have finished cells: report those)
     write_report(cells_path, Path(args.results))
     return status
 
