@@ -61,6 +61,13 @@ class RunConfig:
             return self.generations
         return max(1, (self.DEFAULT_BUDGET if self.budget is None else self.budget) // self.popsize)
 
+    @property
+    def total_evaluations(self) -> int:
+        """Evaluations a run may spend: its generations at the full population. A run stops on
+        this count, so an optimizer whose population shrinks (DE with ``lpsr``) runs more,
+        smaller generations for the same cost."""
+        return self.total_generations * self.popsize
+
     def validate(self) -> RunConfig:
         def need(ok: bool, message: str) -> None:
             if not ok:

@@ -111,7 +111,9 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
     if "x0" in accepted:  # start the search at the initial soft prompt
         hyper.setdefault("x0", space.z0)
     if "budget" in accepted:  # e.g. NGOpt picks its algorithm by budget
-        hyper.setdefault("budget", config.total_generations * config.popsize)
+        hyper.setdefault("budget", config.total_evaluations)
+    if "max_evaluations" in accepted:  # e.g. DE's linear population size reduction (lpsr) plans over it
+        hyper.setdefault("max_evaluations", config.total_evaluations)
     try:
         return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
                    device=space.lower.device, **hyper)
@@ -175,7 +177,7 @@ def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
                       "capabilities": sorted(getattr(optimizer, "capabilities", ()))},
         "evaluator": {"position": config.position, "head_tokens": session.objective.evaluator.head_tokens,
                       "tail_tokens": session.objective.evaluator.tail_tokens},
-        "generations": config.total_generations, "seed": config.seed, "versions": versions(),
+        "generations": config.total_generations, "evaluations": config.total_evaluations, "seed": config.seed, "versions": versions(),
         "command": sys.argv, "started": datetime.now(timezone.utc).isoformat()})
     state = RunState(config, run_dir, session.target, session.objective.dimensions, optimizer=optimizer)
     _baselines(host, session, state)
@@ -240,7 +242,7 @@ def _save(state: RunState) -> None:
 
 def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
     config, history = state.config, state.history
-    if len(history) >= config.total_generations:
+    if state.optimizer.evaluations >= config.total_evaluations:
         return "budget"
     if config.target_loss is not None and state.best_loss <= config.target_loss:
         return "target_loss"
@@ -259,7 +261,7 @@ def _optimise(host: PluginHost, session: Session, state: RunState, progress: boo
     executor = make_executor(state.config, session)
     host.pm.hook.promptopt_run_start(state=state)
     started, elapsed0 = time.perf_counter(), state.elapsed
-    bar = tqdm(total=state.config.total_generations, initial=len(state.history), desc="generations", unit="gen",
+    bar = tqdm(total=state.config.total_evaluations, initial=optimizer.evaluations, desc="evaluations", unit="eval",
                disable=not progress, file=sys.stderr)
     try:
         while not (reason := _should_stop(state, started, elapsed0)):
@@ -277,7 +279,7 @@ def _optimise(host: PluginHost, session: Session, state: RunState, progress: boo
             state.elapsed = elapsed0 + time.perf_counter() - started
             write_history(state.run_dir / "history.csv", state.history)
             _save(state)
-            bar.update(1)
+            bar.update(result.loss.shape[0])
             bar.set_postfix(best=f"{state.best_loss:.2f}", naive=f"{state.naive['loss']:.2f}")
             host.pm.hook.promptopt_generation_end(state=state, record=record)
     finally:

@@ -72,6 +72,23 @@ def test_crash_then_resume_gives_the_uninterrupted_history_and_soft_prompt(tmp_p
     assert_same(outcome(straight), outcome(crashed))
 
 
+def test_lshade_spends_the_evaluation_budget_in_shrinking_generations_and_resumes_exactly(tmp_path):
+    # popsize 12 shrinking to 4 over 96 evaluations: more than 96 // 12 = 8 generations, same cost
+    args = {**ARGS, "popsize": 12, "generations": None, "budget": 96, "hyper": {"lpsr": True}}
+    quiet = dict(progress=False, echo=lambda s: None)
+    straight = tmp_path / "straight"
+    summary = run(build_config(None, **args), PluginHost(load_entrypoints=False), straight, **quiet)
+    history = pd.read_csv(straight / "history.csv")
+    sizes = history["evaluations"].diff().fillna(history["evaluations"].iloc[0])
+    assert sizes.iloc[0] == 12 and sizes.iloc[-1] < 12 and sizes.is_monotonic_decreasing
+    assert 96 <= summary["evaluations"] < 96 + 4 and len(history) > 8
+    crashed = tmp_path / "crashed"
+    with pytest.raises(Crash):
+        run(build_config(None, **args), PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(5),)), crashed, **quiet)
+    resume(crashed, PluginHost(load_entrypoints=False), **quiet)
+    assert_same(outcome(straight), outcome(crashed))
+
+
 def test_sigkill_at_random_points_then_resume_is_identical(tmp_path, reference):
     run_dir = tmp_path / "run"
     rng = random.Random(11)
