@@ -98,6 +98,24 @@ def test_cells_of_other_settings_are_rerun_and_replaced_per_optimizer_popsize(tm
         study.main(base + ["--popsize", "de=many"])
 
 
+def test_the_study_runs_fp32_on_a_gpu_unless_told_otherwise():
+    study = _load()
+    cases = [("cuda", None, "float32"), ("cuda:1", "bf16", "bf16"), ("cpu", None, None), ("cpu", "bf16", "bf16")]
+    for device, dtype, expected in cases:
+        args = study.parse_args(["--device", device] + (["--dtype", dtype] if dtype else []))
+        study.resolve_device(args)
+        assert (args.device, args.dtype) == (device, expected)
+        if device == "cpu":  # a CUDA config needs a GPU to validate
+            args.popsizes = study.parse_popsizes(args.popsize)
+            assert study.cell_config(args, "US", "de", 0).dtype == expected
+
+
+def test_a_bad_dtype_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load().parse_args(["--dtype", "float99"])
+    assert exit_info.value.code == 2 and "float32" in capsys.readouterr().err
+
+
 def test_a_cell_recorded_before_a_setting_existed_counts_as_run_at_its_default():
     study = _load()
     config = study.build_config(None, budget=480, popsize=8)
