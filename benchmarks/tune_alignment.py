@@ -73,7 +73,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     countries = list(dict.fromkeys(r["country"] for r in rows))
     variants = list(dict.fromkeys((r["variant"], r["budget"]) for r in rows))
     lines = ["| variant | optimizer | position | K | d | radius | budget | " + " | ".join(countries)
-             + " | median reduction | mean reduction, all runs | runs at -50% or better | s/eval |",
+             + " | median reduction | mean reduction, all runs (± standard error) | runs at -50% or better | s/eval |",
              "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|"]
     for name, budget in variants:
         mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
@@ -91,9 +91,14 @@ def report(rows: list[dict[str, Any]]) -> str:
         st = mine[0]["settings"]
         lines.append(f"| {name} | {optimizer_of(mine[0]['options'])} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {budget} | "
                      + " | ".join(cols)
-                     + f" | {-100 * statistics.median(reductions):+.0f}% | {-100 * statistics.mean(per_run):+.0f}% | "
+                     + f" | {-100 * statistics.median(reductions):+.0f}% | {-100 * statistics.mean(per_run):+.1f}%{_se(per_run)} | "
                      f"{sum(x >= 0.5 for x in per_run)}/{len(per_run)} | {per_eval:.3f} |")
     return "\n".join(lines)
+
+
+def _se(values: list[float]) -> str:
+    """' ± s' with s the standard error of the mean in percentage points ('' for a single run)."""
+    return f" ± {100 * statistics.stdev(values) / len(values) ** 0.5:.1f}" if len(values) > 1 else ""
 
 
 def main(argv: list[str] | None = None) -> int:

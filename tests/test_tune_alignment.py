@@ -48,5 +48,5 @@ def test_report_pools_every_run_of_a_variant():
             for c, seed, loss in [("US", 0, 8.0), ("US", 1, 12.0), ("CN", 0, 16.0)]]
     line = tune_alignment.report(rows).splitlines()[-1]
     assert "10.00 (-50%, n=2)" in line and "16.00 (-20%, n=1)" in line
-    # mean of -60%, -40%, -20% = -40%; one run of three reached -50%
-    assert "| -40% | 1/3 |" in line
+    # mean of -60%, -40%, -20% = -40%, standard error 20 / sqrt(3) = 11.5; one run of three reached -50%
+    assert "| -40.0% ± 11.5 | 1/3 |" in line
