@@ -8,9 +8,9 @@
 For every cell (country, optimizer, seed) a full ``promptopt`` run goes to
 ``OUT/runs/<country>-<optimizer>-<seed>/``; its best soft prompt is then re-scored on the
 instrument's ALTERNATE wording (held-out check), next to the bare model on that wording.
-Cells run on the GPU when torch sees one, fp32 on any device (a run's own CUDA default, bf16,
-cost DE 9 points of loss reduction on this model, docs/TUNING.md); each cell records its device
-and dtype; ``--device`` and ``--dtype`` override. The naive and ICL baselines are deterministic
+Cells run on the GPU when torch sees one, at a run's default dtype (fp32 for a model under 1B
+parameters on any device: bf16 cost DE 9 points of loss reduction on the embedded model,
+docs/TUNING.md); each cell records its device and dtype; ``--device`` and ``--dtype`` override. The naive and ICL baselines are deterministic
 (independent of seed and optimizer), so ICL is scored once per country (in that country's first
 cell) and, with the alternate-wording naive score, cached in ``OUT/baselines.json``.
 
@@ -484,7 +484,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--dtype", default=None, choices=["auto", *DTYPES],
-                   help="model dtype (default: float32 on any device; bf16 costs DE accuracy on small models)")
+                   help="model dtype (default: a run's: fp32 on CPU, and on CUDA for models under 1B parameters)")
     p.add_argument("--results", default="docs/RESULTS.md", help="Markdown report; the PNG goes to img/ beside it")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from cells.jsonl, run nothing")
     p.add_argument("--jobs", type=int, default=1,
@@ -496,15 +496,11 @@ def parse_args(argv: list[str] | None = None):
 
 
 def resolve_device(args) -> None:
-    """The GPU when torch sees one; fp32 on it too unless --dtype says otherwise: on the embedded
-    model a bf16 study cost DE 9 points of loss reduction (docs/TUNING.md), and fp32 cells are the
-    CPU's computation, so a study's cells compare across devices."""
+    """The GPU when torch sees one (the dtype stays the run's: fp32 for the embedded model anywhere)."""
     if args.device is None:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.dtype is None and args.device != "cpu":
-        args.dtype = "float32"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="positions to run plain on, comma-separated (default suffix: plain runs the same full "
                          "sequence, same length, wherever the soft tokens sit)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    ap.add_argument("--dtype", default=None, help="float32 (CPU default), bfloat16 (CUDA default), float16")
+    ap.add_argument("--dtype", default=None, help="float32 (default on CPU, and on CUDA below 1B parameters), bfloat16 (CUDA default from 1B), float16")
     ap.add_argument("--dense-batch", type=int, default=None, help="dense-forward batch (default 16; quick 4)")
     ap.add_argument("--dense-length", type=int, default=128)
     ap.add_argument("--model", default="smollm2", help="registered model name (default smollm2; llama3-8b-random "

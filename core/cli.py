@@ -49,7 +49,7 @@ RUN_OPTIONS = [
                  help="soft tokens at the answer cue (answer, default), the end of the user message "
                       "(suffix) or its start (prefix)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype"),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
     click.option("--targets", help="target table to resolve --country in (default hofstede)"),
     click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),

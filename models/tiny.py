@@ -48,6 +48,6 @@ def build_tiny(device: str | torch.device = "cpu", dtype: str | torch.dtype | No
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    model = model.to(device=device, dtype=resolve_dtype(dtype, device))
+    model = model.to(device=device, dtype=resolve_dtype(dtype, device, model.num_parameters()))
     return CausalLMBackend(name="tiny", model=model, tokenizer=tokenizer,
                            source=f"random-weight Llama (hidden 32, 2 layers), seed {seed}")

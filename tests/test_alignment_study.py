@@ -98,16 +98,13 @@ def test_cells_of_other_settings_are_rerun_and_replaced_per_optimizer_popsize(tm
         study.main(base + ["--popsize", "de=many"])
 
 
-def test_the_study_runs_fp32_on_a_gpu_unless_told_otherwise():
+def test_the_study_passes_its_dtype_to_every_cell():
     study = _load()
-    cases = [("cuda", None, "float32"), ("cuda:1", "bf16", "bf16"), ("cpu", None, None), ("cpu", "bf16", "bf16")]
-    for device, dtype, expected in cases:
-        args = study.parse_args(["--device", device] + (["--dtype", dtype] if dtype else []))
+    for dtype in (None, "bf16"):
+        args = study.parse_args(["--device", "cpu"] + (["--dtype", dtype] if dtype else []))
         study.resolve_device(args)
-        assert (args.device, args.dtype) == (device, expected)
-        if device == "cpu":  # a CUDA config needs a GPU to validate
-            args.popsizes = study.parse_popsizes(args.popsize)
-            assert study.cell_config(args, "US", "de", 0).dtype == expected
+        args.popsizes = study.parse_popsizes(args.popsize)
+        assert study.cell_config(args, "US", "de", 0).dtype == dtype
 
 
 def test_a_bad_dtype_is_a_usage_error(capsys):

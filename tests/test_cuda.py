@@ -64,7 +64,8 @@ def test_cuda_fp32_gives_the_cpu_answers(cpu_model, vsm, soft, position):
 @pytest.mark.parametrize("position", POSITIONS)
 def test_cuda_bf16_stays_near_fp32(cpu_model, vsm, soft, position):
     prompts, n_options = vsm
-    gpu_model = build_tiny(device="cuda")              # bf16 is the CUDA default
+    assert build_tiny(device="cuda").dtype == torch.float32   # small models default to fp32 on CUDA too
+    gpu_model = build_tiny(device="cuda", dtype="bfloat16")
     assert gpu_model.dtype == torch.bfloat16
     want = SoftPromptEvaluator(cpu_model, prompts, n_options, position=position).evaluate(soft)
     got = SoftPromptEvaluator(gpu_model, prompts, n_options, position=position).evaluate(soft.cuda())
