@@ -9,7 +9,7 @@ For every cell (country, optimizer, seed) a full ``promptopt`` run goes to
 ``OUT/runs/<country>-<optimizer>-<seed>/``; its best soft prompt is then re-scored on the
 instrument's ALTERNATE wording (held-out check), next to the bare model on that wording.
 Cells run on the GPU when torch sees one, at a run's default dtype (fp32 for a model under 1B
-parameters on any device: bf16 cost DE 9 points of loss reduction on the embedded model,
+parameters on any device: bf16 cost DE 8 points of loss reduction on the embedded model,
 docs/TUNING.md); each cell records its device and dtype; ``--device`` and ``--dtype`` override. The naive and ICL baselines are deterministic
 (independent of seed and optimizer), so ICL is scored once per country (in that country's first
 cell) and, with the alternate-wording naive score, cached in ``OUT/baselines.json``.

@@ -14,7 +14,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 # On CUDA, "auto" picks bf16 only for models this large or larger (or of unknown size). Below it a
 # model is launch-bound, so fp32 costs little (a study cell on an H200: 9.0 s vs 5.7 s in bf16), and
-# bf16 rounding cost DE 9 points of loss reduction on the 135M embedded model (docs/TUNING.md).
+# bf16 rounding cost DE 8 points of loss reduction on the 135M embedded model (docs/TUNING.md).
 BF16_MIN_PARAMETERS = 1_000_000_000
 
 
