@@ -10,9 +10,10 @@ For every cell (country, optimizer, seed) a full ``promptopt`` run goes to
 instrument's ALTERNATE wording (held-out check), next to the bare model on that wording.
 Cells run on the GPU when torch sees one, at a run's default dtype (fp32 for a model under 1B
 parameters on any device: bf16 cost DE 8 points of loss reduction on the embedded model,
-docs/TUNING.md); each cell records its device and dtype; ``--device`` and ``--dtype`` override. The naive and ICL baselines are deterministic
-(independent of seed and optimizer), so ICL is scored once per country (in that country's first
-cell) and, with the alternate-wording naive score, cached in ``OUT/baselines.json``.
+docs/TUNING.md); each cell records its device and dtype; ``--device`` and ``--dtype`` override.
+The naive and ICL baselines are deterministic (independent of seed and optimizer), so ICL is
+scored once per country (in that country's first cell) and, with the alternate-wording naive
+score, cached in ``OUT/baselines.json``.
 
 Every optimizer spends the same budget (default: a default run's, 480 evaluations) at its own
 population size: ``--popsize 16 de=8`` (the default) runs ``de`` at 8, the run default chosen in
@@ -47,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.config import RunConfig, build_config
-from promptopt.models.backend import DTYPES
 from promptopt.errors import PromptoptError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
+from promptopt.models.backend import DTYPES
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
@@ -496,7 +497,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def resolve_device(args) -> None:
-    """The GPU when torch sees one (the dtype stays the run's: fp32 for the embedded model anywhere)."""
+    """--device default: the GPU when torch sees one, else the CPU."""
     if args.device is None:
         import torch
 

@@ -15,13 +15,12 @@ with the seed's mean final L1 / naive.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from alignment_study import cached_models
+from alignment_study import cached_models, read_cells
 from promptopt.config import build_config
 from promptopt.host import PluginHost
 from promptopt.runner import open_session
@@ -40,8 +39,7 @@ def start_losses(host: PluginHost, model: str, country: str, seed: int, samples:
 
 def final_ratios(rows_path: Path, space: dict) -> pd.DataFrame:
     """Final L1 / naive of every DE row of the sweep searched in the given space settings."""
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
-    keep = [r for r in rows if r["options"].get("optimizer", "de") == "de"
+    keep = [r for r in read_cells(rows_path) if r["options"].get("optimizer", "de") == "de"
             and all(r["settings"].get(k) == v for k, v in space.items())]
     if not keep:
         raise SystemExit(f"error: {rows_path} has no DE rows with {space}")

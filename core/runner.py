@@ -177,7 +177,8 @@ def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
                       "capabilities": sorted(getattr(optimizer, "capabilities", ()))},
         "evaluator": {"position": config.position, "head_tokens": session.objective.evaluator.head_tokens,
                       "tail_tokens": session.objective.evaluator.tail_tokens},
-        "generations": config.total_generations, "evaluations": config.total_evaluations, "seed": config.seed, "versions": versions(),
+        "generations": config.total_generations, "evaluations": config.total_evaluations, "seed": config.seed,
+        "versions": versions(),
         "command": sys.argv, "started": datetime.now(timezone.utc).isoformat()})
     state = RunState(config, run_dir, session.target, session.objective.dimensions, optimizer=optimizer)
     _baselines(host, session, state)
