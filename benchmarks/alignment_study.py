@@ -55,7 +55,7 @@ from promptopt.models.backend import DTYPES
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
-SETTINGS = ("position", "tokens", "subspace", "radius", "init_text", "dtype")  # search settings each cell records
+SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init_text", "dtype")  # search settings each cell records
 DEFAULTS = {
     "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
     "seeds": [0, 1, 2],
@@ -178,7 +178,9 @@ def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
     """summary.json of the cell's run: reused if complete with the same config, resumed if possible, else rerun."""
     quiet = dict(progress=False, echo=lambda _msg: None)
     saved = read_json(run_dir / "config.json").get("config")
-    if saved is not None and any(saved.get(k) != v for k, v in config.to_dict().items() if k not in ("icl_baseline", "out")):
+    defaults = RunConfig().to_dict()   # a key the saved config lacks was added later: it ran at its default
+    if saved is not None and any(saved.get(k, defaults[k]) != v for k, v in config.to_dict().items()
+                                 if k not in ("icl_baseline", "out")):
         shutil.rmtree(run_dir)  # a run with other settings (e.g. from before a default changed): not this cell's
     if (run_dir / "summary.json").exists() and (run_dir / "best" / "soft_prompt.safetensors").exists():
         return json.loads((run_dir / "summary.json").read_text())

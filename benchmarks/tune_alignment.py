@@ -25,6 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from alignment_study import append_cell, cached_models, read_cells, run_or_resume, settings_of
 
 from promptopt.config import build_config
@@ -54,11 +55,48 @@ def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], cou
             budget: int) -> dict[str, Any]:
     config = build_config(None, **{"country": country, "seed": seed, "budget": budget, "icl_baseline": False,
                                    **options})
-    summary = run_or_resume(host, config, out / "tuning-runs" / f"{name}-{country}-{seed}")
+    run_dir = out / "tuning-runs" / f"{name}-{country}-{seed}"
+    summary = run_or_resume(host, config, run_dir)
     return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
             "settings": settings_of(config),
             "loss": summary["loss"], "naive_loss": summary["naive_loss"], "dimensions": summary["dimensions"],
-            "evaluations": summary["evaluations"], "seconds": summary["seconds"]}
+            "evaluations": summary["evaluations"], "seconds": summary["seconds"], "curve": best_curve(run_dir)}
+
+
+def best_curve(run_dir: Path) -> list[list[float]]:
+    """[evaluations, best loss so far] after every generation (history.csv), for --curve."""
+    history = pd.read_csv(run_dir / "history.csv")
+    return [[int(e), round(float(b), 4)] for e, b in zip(history["evaluations"], history["best_loss"])]
+
+
+def best_at(row: dict[str, Any], evaluations: int) -> float | None:
+    """Best loss a run had found after ``evaluations`` (None: it never got that far or kept no curve)."""
+    seen = [loss for e, loss in row.get("curve", []) if e <= evaluations]
+    reached = row.get("curve") and row["curve"][-1][0] >= evaluations
+    return min(seen) if seen and reached else None
+
+
+def curve_report(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
+    """Per variant and checkpoint: the best loss so far as a change vs naive (per-country medians, pooled mean).
+
+    The same runs at several budgets: DE without population reduction does not plan over its
+    budget, so a long run's best after n evaluations is the n-evaluation run's result."""
+    countries = list(dict.fromkeys(r["country"] for r in rows))
+    lines = ["| variant | budget of its runs | after evaluations | " + " | ".join(countries)
+             + " | mean change, all runs (± standard error) | runs at -50% or better |",
+             "|---|---:|---:|" + "---:|" * len(countries) + "---:|---:|"]
+    for name, budget in dict.fromkeys((r["variant"], r["budget"]) for r in rows if r.get("curve")):
+        mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
+        for n in checkpoints:
+            ratios = {c: [best / r["naive_loss"] for r in mine if r["country"] == c
+                          and (best := best_at(r, n)) is not None] for c in countries}
+            pooled = [1 - x for c in countries for x in ratios[c]]
+            if not pooled:
+                continue
+            cols = [f"{-100 * (1 - statistics.median(x)):+.0f}% (n={len(x)})" if x else "–" for x in ratios.values()]
+            lines.append(f"| {name} | {budget} | {n} | " + " | ".join(cols)
+                         + f" | {-100 * statistics.mean(pooled):+.1f}%{_se(pooled)} | {sum(x >= 0.5 for x in pooled)}/{len(pooled)} |")
+    return "\n".join(lines)
 
 
 def optimizer_of(options: dict[str, Any]) -> str:
@@ -72,9 +110,9 @@ def optimizer_of(options: dict[str, Any]) -> str:
 def report(rows: list[dict[str, Any]]) -> str:
     countries = list(dict.fromkeys(r["country"] for r in rows))
     variants = list(dict.fromkeys((r["variant"], r["budget"]) for r in rows))
-    lines = ["| variant | optimizer | position | K | d | radius | budget | " + " | ".join(countries)
+    lines = ["| variant | optimizer | position | K | d | radius | basis | budget | " + " | ".join(countries)
              + " | median reduction | mean reduction, all runs (± standard error) | runs at -50% or better | s/eval |",
-             "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|"]
     for name, budget in variants:
         mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
         cols, reductions = [], []
@@ -89,7 +127,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         per_eval = sum(r["seconds"] for r in mine) / max(1, sum(r["evaluations"] for r in mine))
         per_run = [1 - r["loss"] / r["naive_loss"] for r in mine]   # pooled over countries and seeds
         st = mine[0]["settings"]
-        lines.append(f"| {name} | {optimizer_of(mine[0]['options'])} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {budget} | "
+        lines.append(f"| {name} | {optimizer_of(mine[0]['options'])} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {st.get('basis', 'gaussian')} | {budget} | "
                      + " | ".join(cols)
                      + f" | {-100 * statistics.median(reductions):+.0f}% | {-100 * statistics.mean(per_run):+.1f}%{_se(per_run)} | "
                      f"{sum(x >= 0.5 for x in per_run)}/{len(per_run)} | {per_eval:.3f} |")
@@ -109,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=480)
     p.add_argument("--out", default="study")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--curve", nargs="+", type=int, metavar="N",
+                   help="also print each variant's best loss after N evaluations (runs record their curve)")
     args = p.parse_args(argv)
     path = Path(args.out) / "tuning.jsonl"
     if not args.report_only:
@@ -125,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name} {country} seed {seed}: L1 {row['loss']:.2f} (naive {row['naive_loss']:.2f}) "
                           f"in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     print(report(read_cells(path)))
+    if args.curve:
+        print("\n" + curve_report(read_cells(path), args.curve))
     return 0
 
 

@@ -43,6 +43,8 @@ RUN_OPTIONS = [
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
     click.option("--radius", type=float, help="how far soft prompts may move from x0, in units of the "
                                                "spread of real token embeddings (default 1)"),
+    click.option("--basis", type=click.Choice(["gaussian", "tokens"]),
+                 help="directions of the subspace: Gaussian (default) or real tokens' embeddings minus their mean"),
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
                                       "(default: K random vocabulary tokens, seeded)"),
     click.option("--position", type=click.Choice(["suffix", "prefix", "answer"]),

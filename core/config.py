@@ -13,6 +13,7 @@ from .errors import UsageError
 
 POSITIONS = ("suffix", "prefix", "answer")
 EXECUTORS = ("local", "ray")
+BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class RunConfig:
     tokens: int = 2
     subspace: int = 64
     radius: float = 1.0
+    basis: str = "gaussian"
     init_text: str | None = None
     position: str = "answer"
     device: str = "cpu"
@@ -81,6 +83,7 @@ class RunConfig:
         need(self.tokens >= 1, f"--tokens must be >= 1 (got {self.tokens})")
         need(self.subspace >= 0, f"--subspace must be >= 0, 0 meaning direct search (got {self.subspace})")
         need(self.radius > 0, f"--radius must be > 0 (got {self.radius})")
+        need(self.basis in BASES, f"--basis must be one of {', '.join(BASES)} (got {self.basis!r})")
         if self.init_text is not None:
             try:
                 filled = self.init_text.format(country="Country")

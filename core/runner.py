@@ -131,7 +131,8 @@ def open_session(host: PluginHost, config: RunConfig) -> Session:
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
-                           set(backend.tokenizer.all_special_ids), config.radius, init_ids(backend, config, target))
+                           set(backend.tokenizer.all_special_ids), config.radius, init_ids(backend, config, target),
+                           config.basis)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))

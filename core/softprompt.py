@@ -1,7 +1,8 @@
 """Soft-prompt parametrisations: a search vector z -> K virtual-token embeddings [P, K, H].
 
 ``direct`` searches all K x H values; ``subspace`` searches z in R^d and decodes x0 + A z
-with a seeded random projection A (Black-Box Tuning, Sun et al. 2022), d << K x H. Both
+with a seeded random projection A (Black-Box Tuning, Sun et al. 2022), d << K x H, whose rows
+are Gaussian (``gaussian``) or real token embeddings minus their mean (``tokens``). Both
 start at x0, the embeddings of K real vocabulary tokens, and take their bounds from the
 model's embedding statistics so candidates stay in the region real tokens occupy.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .config import BASES
 
 
 @dataclass
@@ -26,6 +29,7 @@ class SoftPromptSpace:
     projection: torch.Tensor | None  # [d, K*H] for subspace, None for direct
     init_tokens: list[int]
     radius: float = 1.0
+    basis: str = "gaussian"
 
     @property
     def dim(self) -> int:
@@ -44,21 +48,27 @@ class SoftPromptSpace:
 
     def describe(self) -> dict:
         return {"space": self.kind, "tokens": self.n_tokens, "dim": self.dim, "init_tokens": self.init_tokens,
-                "radius": self.radius,
+                "radius": self.radius, **({"basis": self.basis} if self.projection is not None else {}),
                 "bounds": [float(self.lower.min()), float(self.upper.max())]}
 
 
 def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, seed: int,
                special_ids: set[int] | None = None, radius: float = 1.0,
-               init_ids: list[int] | None = None) -> SoftPromptSpace:
+               init_ids: list[int] | None = None, basis: str = "gaussian") -> SoftPromptSpace:
     """Build a seeded search space from the model's input embedding table [V, H].
 
     ``radius`` scales how far a candidate may move from x0: 1 is about as far as real token
     embeddings spread; larger lets soft prompts leave the region real tokens occupy.
     ``init_ids``: the tokens x0 starts from (the first K non-special ones; random tokens fill up
-    if fewer); default K random non-special tokens."""
+    if fewer); default K random non-special tokens.
+    ``basis`` (subspace only): ``gaussian`` draws each coordinate of A independently, scaled by
+    that hidden dimension's spread; ``tokens`` makes each row a random real token's embedding
+    minus the mean embedding, so A z moves along the directions (and correlations) real tokens
+    vary in. Both give A z about the same size per coordinate."""
     if not radius > 0:
         raise ValueError(f"--radius must be > 0 (got {radius})")
+    if basis not in BASES:
+        raise ValueError(f"--basis must be one of {', '.join(BASES)} (got {basis!r})")
     if n_tokens < 1:
         raise ValueError(f"--tokens must be >= 1 (got {n_tokens})")
     if subspace < 0:
@@ -85,11 +95,16 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
             lo, hi = mid - half, mid + half
         return SoftPromptSpace("direct", n_tokens, hidden, x0.to(device), lo.repeat(n_tokens).to(device),
                                hi.repeat(n_tokens).to(device), None, init, radius)
-    # z uniform in [-1, 1]^d has per-entry variance 1/3, so A ~ N(0, 3 std^2 / d) makes A z
-    # about as large, per coordinate, as real embeddings vary around their mean
-    std = emb.std(0)                                                       # [H]
-    scale = (radius * std.repeat(n_tokens) * (3.0 / subspace) ** 0.5)[None, :]      # [1, K*H]
-    projection = torch.randn(subspace, n_tokens * hidden, generator=gen) * scale
+    # z uniform in [-1, 1]^d has per-entry variance 1/3, so rows of per-coordinate variance
+    # 3 var / d make A z about as large, per coordinate, as real embeddings vary around their mean
+    if basis == "tokens":   # rows: real tokens' offsets from the mean, so their covariance is the table's
+        ids = candidates[torch.randint(candidates.numel(), (subspace * n_tokens,), generator=gen)]
+        rows = (emb[ids] - emb.mean(0)).reshape(subspace, n_tokens * hidden)
+        projection = rows * (radius * (3.0 / subspace) ** 0.5)
+    else:                   # independent coordinates, each scaled by its hidden dimension's spread
+        std = emb.std(0)                                                       # [H]
+        scale = (radius * std.repeat(n_tokens) * (3.0 / subspace) ** 0.5)[None, :]      # [1, K*H]
+        projection = torch.randn(subspace, n_tokens * hidden, generator=gen) * scale
     ones = torch.ones(subspace)
     return SoftPromptSpace("subspace", n_tokens, hidden, x0.to(device), (-ones).to(device), ones.to(device),
-                           projection.to(device), init, radius)
+                           projection.to(device), init, radius, basis)

@@ -155,3 +155,15 @@ def test_jobs_report_bad_input_with_exit_code_2(tmp_path, capfd):
     assert "Atlantis" in capfd.readouterr().err
     with pytest.raises(SystemExit):
         study.main(args[:-1] + ["0"])
+
+
+def test_a_run_dir_saved_before_a_setting_existed_is_reused_not_rerun(tmp_path, monkeypatch):
+    study = _load()
+    config = study.build_config(None, model="tiny", budget=8, popsize=4, icl_baseline=False)
+    run_dir = tmp_path / "run"
+    first = study.run_or_resume(study.PluginHost(load_entrypoints=False), config, run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["config"]["basis"]                      # as written before --basis existed
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(study.runner, "run", lambda *a, **k: pytest.fail("reran a run at its default settings"))
+    assert study.run_or_resume(study.PluginHost(load_entrypoints=False), config, run_dir) == first

@@ -31,6 +31,7 @@ def test_a_run_table_is_accepted(tmp_path):
     ("seed = true", "config key 'seed' must be int"),
     ("country = 3", "config key 'country' must be str"),
     ("popsize = [", "not valid TOML"),
+    ('basis = "pca"', "--basis must be one of gaussian, tokens"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle):

@@ -80,3 +80,40 @@ def test_init_ids_set_x0_first_random_tokens_fill_up_and_the_projection_stays(ta
         assert torch.equal(given.projection, plain.projection)
     with pytest.raises(ValueError, match="init token ids"):
         make_space(table, n_tokens=3, subspace=subspace, seed=4, init_ids=[100])
+
+
+def test_tokens_basis_directions_are_real_non_special_tokens_minus_the_mean_embedding(table):
+    space = make_space(table, n_tokens=2, subspace=6, seed=5, special_ids={0, 1}, basis="tokens")
+    assert space.describe()["basis"] == "tokens"
+    scale = (3.0 / 6) ** 0.5
+    offsets = (space.projection / scale).reshape(6 * 2, 8) + table.mean(0)   # back to embeddings, one per (row, token)
+    distance = torch.cdist(offsets, table)                                     # [12, V]
+    nearest = distance.argmin(1)
+    assert torch.allclose(distance.min(1).values, torch.zeros(12), atol=1e-4)  # every direction is some real token
+    assert not set(nearest.tolist()) & {0, 1}                                  # never a special one
+    again = make_space(table, n_tokens=2, subspace=6, seed=5, special_ids={0, 1}, basis="tokens")
+    assert torch.equal(again.projection, space.projection)
+
+
+def test_tokens_basis_follows_the_tables_correlations_where_gaussian_does_not():
+    # a table whose 8 dimensions all move together: real tokens vary along one direction only
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(500, 1, generator=gen) * torch.ones(1, 8) + 0.01 * torch.randn(500, 8, generator=gen)
+    def share_along_ones(basis):
+        a = make_space(table, 1, 32, seed=0, basis=basis).projection       # [32, 8]
+        along = a @ torch.ones(8) / 8 ** 0.5
+        return float((along ** 2).sum() / (a ** 2).sum())
+    assert share_along_ones("tokens") > 0.99
+    assert share_along_ones("gaussian") < 0.5
+
+
+def test_both_bases_move_candidates_about_as_far_from_x0(table):
+    z = torch.rand(2000, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    spaces = {b: make_space(table, 2, 16, seed=0, basis=b) for b in ("gaussian", "tokens")}
+    steps = {b: (s.decode(z) - s.x0).std() for b, s in spaces.items()}
+    assert 0.7 < float(steps["tokens"] / steps["gaussian"]) < 1.4
+
+
+def test_bad_basis_is_rejected(table):
+    with pytest.raises(ValueError, match="basis"):
+        make_space(table, 2, 5, seed=0, basis="pca")

@@ -50,3 +50,25 @@ def test_report_pools_every_run_of_a_variant():
     assert "10.00 (-50%, n=2)" in line and "16.00 (-20%, n=1)" in line
     # mean of -60%, -40%, -20% = -40%, standard error 20 / sqrt(3) = 11.5; one run of three reached -50%
     assert "| -40.0% ± 11.5 | 1/3 |" in line
+
+
+def test_a_run_records_its_best_so_far_curve_and_the_curve_report_reads_budgets_off_it(tmp_path):
+    args = ["--variants", "c:model=tiny,popsize=4", "--countries", "US", "--seeds", "0", "--budget", "12",
+            "--out", str(tmp_path)]
+    assert tune_alignment.main(args) == 0
+    row = json.loads((tmp_path / "tuning.jsonl").read_text())
+    assert [e for e, _ in row["curve"]] == [4, 8, 12]
+    best = [b for _, b in row["curve"]]
+    assert best == sorted(best, reverse=True)                 # best-so-far never rises
+    assert tune_alignment.best_at(row, 8) == best[1] and tune_alignment.best_at(row, 13) is None
+
+
+def test_curve_report_gives_each_checkpoint_the_best_loss_reached_by_then():
+    def run(country, curve):
+        return {"variant": "v", "budget": 16, "country": country, "naive_loss": 20.0, "curve": curve}
+    rows = [run("US", [[8, 14.0], [16, 8.0]]), run("US", [[8, 12.0], [16, 12.0]]), run("CN", [[8, 16.0], [16, 10.0]])]
+    lines = tune_alignment.curve_report(rows, [8, 16]).splitlines()
+    # after 8: US ratios 0.7, 0.6 (median -35%), CN 0.8 (-20%); pooled mean of -30, -40, -20 = -30%
+    assert lines[2].startswith("| v | 16 | 8 | -35% (n=2) | -20% (n=1) | -30.0% ± 5.8 | 0/3 |")
+    # after 16: US 0.4, 0.6 (-50%), CN 0.5 (-50%); two of three runs at -50% or better
+    assert lines[3].startswith("| v | 16 | 16 | -50% (n=2) | -50% (n=1) | -50.0% ± 5.8 | 2/3 |")
