@@ -80,7 +80,7 @@ class LocalExecutor:
         self.space, self.objective = session.space, session.objective
 
     def __call__(self, z: torch.Tensor) -> SurveyResult:
-        return self.objective(self.space.decode(z))
+        return self.objective(self.space.decode(z), mass=False)   # the loop needs no option mass
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "local"}
@@ -143,11 +143,11 @@ class SurveyWorker:
         started = time.perf_counter()
         session = self.session
         soft = session.space.decode(z)[start:stop]
-        result = session.objective(soft)
+        result = session.objective(soft, mass=False)   # the loop needs no option mass
         self.evaluations += soft.shape[0]
         answers = result.answers
         return {"loss": result.loss.cpu(), "scores": result.scores.cpu(), "probs": answers.probs.cpu(),
-                "mass": answers.mass.cpu(), "expected": answers.expected.cpu(),
+                "expected": answers.expected.cpu(),
                 "seconds": time.perf_counter() - started, "pid": os.getpid()}
 
 
@@ -324,7 +324,7 @@ class RayExecutor:
         self._adopt_started()
         parts = results  # type: ignore[assignment]
         cat = lambda key: torch.cat([p[key] for p in parts]).to(device)  # noqa: E731
-        answers = AnswerDistribution(probs=cat("probs"), mass=cat("mass"), expected=cat("expected"))
+        answers = AnswerDistribution(probs=cat("probs"), mass=None, expected=cat("expected"))
         result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers)
         seconds = [p["seconds"] for p in parts]
         self.stats = GenerationStats(wall=time.perf_counter() - started, actor_max=max(seconds),

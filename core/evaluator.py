@@ -32,9 +32,9 @@ PACKED_TOKENS = 256  # new tokens per packed sequence: long enough to amortise t
 class AnswerDistribution:
     """Per (candidate, item): option probabilities renormalised over the options, and more."""
 
-    probs: torch.Tensor     # [P, Q, O], zero on options an item does not have
-    mass: torch.Tensor      # [P, Q], softmax probability (full vocabulary) that fell on the options
-    expected: torch.Tensor  # [P, Q], expected answer 1..O under probs: the item score
+    probs: torch.Tensor         # [P, Q, O], zero on options an item does not have
+    mass: torch.Tensor | None   # [P, Q], softmax probability (full vocabulary) that fell on the options
+    expected: torch.Tensor      # [P, Q], expected answer 1..O under probs: the item score
 
 
 @dataclass
@@ -167,8 +167,12 @@ class SoftPromptEvaluator:
         return max(1, int(self.memory_budget_mb * 2**20 // per_row))
 
     @torch.inference_mode()
-    def evaluate(self, soft: torch.Tensor | None) -> AnswerDistribution:
-        """soft: [P, K, H] soft-prompt embeddings (K may be 0), or None for the bare model."""
+    def evaluate(self, soft: torch.Tensor | None, mass: bool = True) -> AnswerDistribution:
+        """soft: [P, K, H] soft-prompt embeddings (K may be 0), or None for the bare model.
+
+        ``mass=False`` (the optimisation loop) skips the option mass, a diagnostic: the answers
+        need only the option logits, so the output head runs on O rows of its weight instead of
+        the whole vocabulary."""
         backend = self.backend
         if soft is None:
             soft = torch.zeros(1, 0, backend.hidden_size, device=backend.device, dtype=backend.dtype)
@@ -184,7 +188,7 @@ class SoftPromptEvaluator:
         while start < rows.numel():
             chunk = rows[start:start + step]
             try:
-                log_probs.append(self._forward_rows(soft, chunk % P, chunk // P))
+                log_probs.append(self._forward_rows(soft, chunk % P, chunk // P, mass))
             except torch.OutOfMemoryError:
                 if step == 1:
                     raise
@@ -197,13 +201,15 @@ class SoftPromptEvaluator:
         self.last_batch_rows = step
         logp = torch.cat(log_probs).view(Q, P, -1).transpose(0, 1)             # [P, Q, 1 + O]
         option_logp = logp[..., 1:].masked_fill(~self.option_mask, float("-inf"))
-        mass_logp = torch.logsumexp(option_logp, dim=-1)
         probs = torch.softmax(option_logp, dim=-1)
         expected = (probs * self.option_values).sum(-1)
-        return AnswerDistribution(probs=probs, mass=(mass_logp - logp[..., 0]).exp(), expected=expected)
+        option_mass = (torch.logsumexp(option_logp, dim=-1) - logp[..., 0]).exp() if mass else None
+        return AnswerDistribution(probs=probs, mass=option_mass, expected=expected)
 
-    def _forward_rows(self, soft: torch.Tensor, cand: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Rows (cand[i], item[i]) -> [B, 1 + O]: log-normaliser of the full vocabulary, option logits.
+    def _forward_rows(self, soft: torch.Tensor, cand: torch.Tensor, item: torch.Tensor,
+                      mass: bool = True) -> torch.Tensor:
+        """Rows (cand[i], item[i]) -> [B, 1 + O]: log-normaliser of the full vocabulary (0 if not
+        ``mass``), option logits.
 
         Consecutive rows of one item share a packed sequence (at most ``rows_per_pack``)."""
         model, cache, device = self.backend.model, self.cache, soft.device
@@ -246,8 +252,15 @@ class SoftPromptEvaluator:
                              position_ids=positions, use_cache=True, **{self._cache_kw: past}).last_hidden_state
         last = slot * W + K + self.tail_lengths[item] - 1
         h = hidden[seq, last]                                                       # [B, H]
-        logits = model.get_output_embeddings()(h).float()                         # [B, V]: one position per row
+        self.forward_tokens += int(real.sum())
+        # the output head on the option tokens' rows only, [B, O]: all the answers need, and the
+        # same numbers with or without the mass (a full-vocabulary product may round differently)
+        output = model.get_output_embeddings()
+        bias = None if output.bias is None else output.bias[self.option_ids]
+        options = torch.nn.functional.linear(h, output.weight[self.option_ids], bias).float()
+        if not mass:
+            return torch.cat([options.new_zeros(B, 1), options], dim=1)
+        logits = output(h).float()                                                 # [B, V]: one position per row
         if logits.shape != (B, model.config.vocab_size):
             raise RuntimeError(f"expected answer-position logits [{B}, V], got {list(logits.shape)}")
-        self.forward_tokens += int(real.sum())
-        return torch.cat([torch.logsumexp(logits, -1, keepdim=True), logits[:, self.option_ids]], dim=1)
+        return torch.cat([torch.logsumexp(logits, -1, keepdim=True), options], dim=1)

@@ -31,8 +31,9 @@ class SurveyObjective:
         self.dimensions = tuple(scorer.dimensions)
         self.target_scores = target.scores_tensor(self.dimensions, device=evaluator.backend.device)
 
-    def __call__(self, soft: torch.Tensor | None) -> SurveyResult:
-        answers = self.evaluator.evaluate(soft)
+    def __call__(self, soft: torch.Tensor | None, mass: bool = True) -> SurveyResult:
+        """``mass=False``: leave out the option mass (a diagnostic), as the optimisation loop does."""
+        answers = self.evaluator.evaluate(soft, mass=mass)
         # prompts are respondent-major: [P, R * Q] -> item means over respondents [P, Q]
         means = answers.expected.view(answers.expected.shape[0], self.respondents, -1).mean(1)
         scores = self.scorer.score(means)

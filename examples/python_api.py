@@ -41,7 +41,8 @@ def main() -> None:
     # 5. The loop, by hand: ask a population, evaluate it in one batch, tell the losses.
     for generation in range(1, 4):
         z = optimizer.ask()                    # [P, d]
-        result = objective(space.decode(z))    # decode: [P, d] -> [P, K, H] embeddings
+        result = objective(space.decode(z), mass=False)  # decode: [P, d] -> [P, K, H]; mass=False skips
+                                                         # the option-mass diagnostic, as `promptopt run` does
         optimizer.tell(result.loss)            # [P], lower is better
         print(f"generation {generation}: best {float(result.loss.min()):.2f}  mean {float(result.loss.mean()):.2f}")
 

@@ -129,6 +129,16 @@ def test_matches_full_forward_vsm13(tiny, soft, position):
     assert_close(sub, ref, TOL)
 
 
+@pytest.mark.parametrize("position", ["suffix", "prefix", "answer"])
+def test_without_mass_the_answers_are_bit_identical_and_match_a_full_forward(tiny, evaluators, soft, position):
+    ev = evaluators.get((position, None)) or SoftPromptEvaluator(tiny, SHORT_PROMPTS, SHORT_OPTIONS, position=position)
+    full, lean = ev.evaluate(soft), ev.evaluate(soft, mass=False)
+    assert lean.mass is None and full.mass is not None
+    assert torch.equal(lean.probs, full.probs) and torch.equal(lean.expected, full.expected)  # the same numbers
+    ref = reference(tiny, SHORT_PROMPTS, SHORT_OPTIONS, soft, position)
+    assert (lean.probs.double() - ref[0]).abs().max().item() <= TOL
+
+
 def test_zero_option_probability_off_the_item(evaluators, soft):
     out = evaluators[("suffix", None)].evaluate(soft)
     for q, n in enumerate(SHORT_OPTIONS):
@@ -267,10 +277,10 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_answers(tiny_backend,
     expected = evaluator.evaluate(soft)
     real = evaluator._forward_rows
 
-    def small_memory(soft, cand, item):
+    def small_memory(soft, cand, item, mass=True):
         if len(item) > 3:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(soft, cand, item)
+        return real(soft, cand, item, mass)
 
     monkeypatch.setattr(evaluator, "_forward_rows", small_memory)
     got = evaluator.evaluate(soft)
