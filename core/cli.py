@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .config import BASES, EXECUTORS, POSITIONS
 from .errors import PromptoptError, UsageError
 from .host import KINDS, PluginHost
 
@@ -43,11 +44,11 @@ RUN_OPTIONS = [
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
     click.option("--radius", type=float, help="how far soft prompts may move from x0, in units of the "
                                                "spread of real token embeddings (default 1)"),
-    click.option("--basis", type=click.Choice(["gaussian", "tokens"]),
+    click.option("--basis", type=click.Choice(BASES),
                  help="directions of the subspace: Gaussian (default) or real tokens' embeddings minus their mean"),
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
                                       "(default: K random vocabulary tokens, seeded)"),
-    click.option("--position", type=click.Choice(["suffix", "prefix", "answer"]),
+    click.option("--position", type=click.Choice(POSITIONS),
                  help="soft tokens at the answer cue (answer, default), the end of the user message "
                       "(suffix) or its start (prefix)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
@@ -71,7 +72,7 @@ def run_options(fn):
 @click.option("--patience", type=int, help="stop after this many generations without improvement")
 @click.option("--time-limit", type=float, help="stop after this many seconds of optimisation")
 @click.option("--icl/--no-icl", "icl_baseline", default=None, help="also score the ICL persona baseline (default on)")
-@click.option("--executor", type=click.Choice(["local", "ray"]),
+@click.option("--executor", type=click.Choice(EXECUTORS),
               help="where generations are evaluated: local (default) or ray (pip install 'promptopt[ray]')")
 @click.option("--ray-address", help="Ray cluster to join, e.g. auto or ray://HEAD:10001 "
               "(default: $RAY_ADDRESS, else a new local Ray)")
