@@ -55,7 +55,7 @@ from promptopt.models.backend import DTYPES
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
-SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init_text", "dtype")  # search settings each cell records
+SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init_text", "dtype", "min_mass")  # search settings each cell records
 DEFAULTS = {
     "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
     "seeds": [0, 1, 2],
@@ -146,7 +146,8 @@ def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False
     """The run a cell makes: the study's model and budget, the optimizer's own population."""
     return build_config(None, model=args.model, device=args.device, dtype=args.dtype, country=country,
                         optimizer=optimizer, seed=seed, budget=args.budget,
-                        popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl)
+                        popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl,
+                        min_mass=args.min_mass)
 
 
 def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
@@ -225,6 +226,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         "budget": config.budget, "popsize": config.popsize, "instrument": summary.get("instrument"),
         "loss": summary["loss"], "dimensions": summary["dimensions"],
         "naive_loss": summary["naive_loss"], "naive_dimensions": summary["naive_dimensions"],
+        "option_mass": summary["option_mass"], "naive_option_mass": summary["naive_option_mass"],
         "icl_loss": base.get("icl_loss"), "icl_dimensions": base.get("icl_dimensions"),
         "alt_loss": float(aligned_alt.loss[0]),
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
@@ -341,14 +343,16 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
         row = {"target": mine[0]["target"], "constants": mine[0].get("constants", {}), "dims": dims,
                "naive": (mine[0]["naive_loss"], mine[0]["naive_dimensions"]),
                "icl": (icl["icl_loss"], icl["icl_dimensions"]) if icl else (None, None),
-               "alt_naive": mine[0]["alt_naive_loss"], "optimizers": {}}
+               "alt_naive": mine[0]["alt_naive_loss"], "naive_mass": mine[0].get("naive_option_mass"),
+               "optimizers": {}}
         for opt in optimizers:
             runs = [c for c in mine if c["optimizer"] == opt]
             if runs:
                 row["optimizers"][opt] = {
                     "loss": _median(c["loss"] for c in runs), "n": len(runs),
                     "dimensions": {d: _median(c["dimensions"][d] for c in runs) for d in dims},
-                    "alt_loss": _median(c["alt_loss"] for c in runs)}
+                    "alt_loss": _median(c["alt_loss"] for c in runs),
+                    "option_mass": _median(c["option_mass"] for c in runs if c.get("option_mass") is not None)}
         table[country] = row
     return {"countries": countries, "optimizers": optimizers, "table": table}
 
@@ -431,6 +435,21 @@ def write_report(cells_path: Path, results: Path) -> None:
             cols.append(f"{_f(r['alt_loss'])} ({_f(r['loss'])})" if r else "–")
         lines.append(f"| {country} | {_f(row['alt_naive'])} ({_f(row['naive'][0])}) | " + " | ".join(cols) + " |")
 
+    lines += ["", "## Answer validity: option mass", "",
+              "The share of the model's next-token probability that falls on the answer digits (mean over the "
+              "items; median over seeds). Answers are renormalised over the options, so a prompt can lower the "
+              "loss while the model barely answers; `--min-mass` sets a floor.", ""]
+    if not any(c.get("option_mass") is not None for c in cells):
+        lines.append("Not recorded: these cells predate the record (docs/TUNING.md has the mass of the default "
+                     "runs).")
+    else:
+        lines += ["\u2013: cells recorded before the mass was.", "",
+                  "| country | naive | " + " | ".join(ordered) + " |", "|---|---:|" + "---:|" * len(ordered)]
+        for country in countries:
+            row = table[country]
+            cols = [_f(row["optimizers"].get(opt, {}).get("option_mass"), 3) for opt in ordered]
+            lines.append(f"| {country} | {_f(row['naive_mass'], 3)} | " + " | ".join(cols) + " |")
+
     lines += ["", "## Wall-clock per cell", "",
               "| cell | optimisation s | cell wall s | evaluations | L1 |", "|---|---:|---:|---:|---:|"]
     for c in cells:
@@ -484,6 +503,8 @@ def parse_args(argv: list[str] | None = None):
                    help="evaluations per cell (default: a default run's)")
     p.add_argument("--popsize", nargs="+", default=["16", f"de={RunConfig.popsize}"], metavar="[OPTIMIZER=]N",
                    help=f"population per optimizer; a bare N for the others (default: 16 de={RunConfig.popsize})")
+    p.add_argument("--min-mass", type=float, default=None,
+                   help="floor on the option mass for every optimizer's runs (promptopt run --min-mass)")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--dtype", default=None, choices=["auto", *DTYPES],

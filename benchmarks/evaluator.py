@@ -15,7 +15,7 @@ model name) and VSM 2013's 24 items with K soft tokens:
     anything else counts as unparseable). Slow, so it runs on a few candidates only.
 (b) ours: ``SoftPromptEvaluator.evaluate(soft, mass=False)`` on a whole population, as a run's
     loop calls it (option logits only; the checks re-score it with the mass), for the ``answer`` (default),
-    ``suffix`` and ``prefix`` soft-prompt positions. Setup (tokenising, caching the heads' KV)
+    ``reply``, ``suffix`` and ``prefix`` soft-prompt positions. Setup (tokenising, caching the heads' KV)
     is timed apart: it is paid once per run, not per generation.
 (c) dense-forward peak: large batches of plain forwards (``model.model``, hidden states only,
     inference mode), tokens/s, the best this machine does with this model in this process.
@@ -109,7 +109,8 @@ def full_sequence(backend, head: list[int], soft_row: torch.Tensor | None, tail:
     parts = [backend.embed(torch.tensor([head], device=dev))]
     if soft_row is not None:
         parts.append(soft_row[None].to(device=dev, dtype=backend.dtype))
-    parts.append(backend.embed(torch.tensor([tail], device=dev)))
+    if tail:   # the reply position has none
+        parts.append(backend.embed(torch.tensor([tail], device=dev)))
     return torch.cat(parts, dim=1)
 
 
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     # dense-forward peak, measured at the start and at the end (best kept): the machine may be shared
     dense_runs = [dense_forward(backend, dense_batch, args.dense_length)]
     results, plain, diffs, notes = {}, {}, {}, []
-    for position in ("answer", "suffix", "prefix"):
+    for position in ("answer", "reply", "suffix", "prefix"):
         splits = [split_prompt(backend, p, position, None) for p in prompts]
         r = ours(backend, prompts, n_options, soft[:n_ours], position, repeats, time_mass=position == "answer")
         r["rss"] = rss_mib()

@@ -60,7 +60,7 @@ def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], cou
     return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
             "settings": settings_of(config),
             "loss": summary["loss"], "naive_loss": summary["naive_loss"], "dimensions": summary["dimensions"],
-            "evaluations": summary["evaluations"], "seconds": summary["seconds"], "curve": best_curve(run_dir)}
+            "option_mass": summary["option_mass"], "evaluations": summary["evaluations"], "seconds": summary["seconds"], "curve": best_curve(run_dir)}
 
 
 def best_curve(run_dir: Path) -> list[list[float]]:
@@ -111,8 +111,9 @@ def report(rows: list[dict[str, Any]]) -> str:
     countries = list(dict.fromkeys(r["country"] for r in rows))
     variants = list(dict.fromkeys((r["variant"], r["budget"]) for r in rows))
     lines = ["| variant | optimizer | position | K | d | radius | basis | budget | " + " | ".join(countries)
-             + " | median reduction | mean reduction, all runs (± standard error) | runs at -50% or better | s/eval |",
-             "|---|---|---|---:|---:|---:|---|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|"]
+             + " | median reduction | mean reduction, all runs (± standard error) | runs at -50% or better | s/eval "
+             "| option mass (median) |",
+             "|---|---|---|---:|---:|---:|---|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|---:|"]
     for name, budget in variants:
         mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
         cols, reductions = [], []
@@ -130,8 +131,14 @@ def report(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {optimizer_of(mine[0]['options'])} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {st.get('basis', 'gaussian')} | {budget} | "
                      + " | ".join(cols)
                      + f" | {-100 * statistics.median(reductions):+.0f}% | {-100 * statistics.mean(per_run):+.1f}%{_se(per_run)} | "
-                     f"{sum(x >= 0.5 for x in per_run)}/{len(per_run)} | {per_eval:.3f} |")
+                     f"{sum(x >= 0.5 for x in per_run)}/{len(per_run)} | {per_eval:.3f} | {_mass(mine)} |")
     return "\n".join(lines)
+
+
+def _mass(rows: list[dict[str, Any]]) -> str:
+    """Median option mass of the runs' best prompts ('–' when no row recorded it)."""
+    masses = [r["option_mass"] for r in rows if r.get("option_mass") is not None]
+    return f"{statistics.median(masses):.3f}" if masses else "–"
 
 
 def _se(values: list[float]) -> str:

@@ -49,8 +49,10 @@ RUN_OPTIONS = [
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
                                       "(default: K random vocabulary tokens, seeded)"),
     click.option("--position", type=click.Choice(POSITIONS),
-                 help="soft tokens at the answer cue (answer, default), the end of the user message "
-                      "(suffix) or its start (prefix)"),
+                 help="soft tokens at the answer cue (answer, default), as the first tokens of the reply "
+                      "(reply: see --min-mass), at the end of the user message (suffix) or its start (prefix)"),
+    click.option("--min-mass", type=float, help="floor on the option mass, the share of the model's next-token "
+                                                 "probability on the answer digits (e.g. 0.1; default: none)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),

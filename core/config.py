@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import UsageError
 
-POSITIONS = ("suffix", "prefix", "answer")
+POSITIONS = ("suffix", "prefix", "answer", "reply")
 EXECUTORS = ("local", "ray")
 BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
 
@@ -40,6 +40,7 @@ class RunConfig:
     dtype: str | None = None
     system_prompt: str | None = None
     batch_rows: int | None = None
+    min_mass: float | None = None
     target_loss: float | None = None
     patience: int | None = None
     time_limit: float | None = None
@@ -96,6 +97,8 @@ class RunConfig:
              f"--device must be cpu or cuda[:N] (got {self.device!r})")
         need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
         need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
+        need(self.min_mass is None or 0 < self.min_mass < 1,
+             f"--min-mass must be a share of probability between 0 and 1, e.g. 0.1 (got {self.min_mass})")
         need(self.patience is None or self.patience >= 1, f"--patience must be >= 1 generation (got {self.patience})")
         need(self.time_limit is None or self.time_limit > 0, f"--time-limit must be > 0 seconds (got {self.time_limit})")
         need(self.executor in EXECUTORS, f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})")

@@ -2,7 +2,7 @@
 
 The runner's loop is ``result = executor(optimizer.ask())``: an executor takes the search
 vectors z [P, d] the optimizer asked for and returns the population's
-``SurveyResult(loss [P], scores [P, D], answers)``, candidates in the order they were asked.
+``SurveyResult(loss [P], scores [P, D], answers, fitness [P])``, candidates in the order they were asked.
 
 ``LocalExecutor`` is the in-process path (decode z, run the survey objective). ``RayExecutor``
 keeps the optimizer on the driver and fans the population out to Ray actors, one per GPU (or
@@ -10,7 +10,7 @@ per CPU slot). Each actor builds the model, the search space and the survey obje
 from the run's config, through the same ``runner.open_session`` the driver uses, so it keeps
 its own prefix KV cache for every generation. Per generation only z (P x d floats, put in the
 object store once and fetched once per actor) goes out, with each actor's slice of the
-population, and loss, scores and the answer distributions of the slice come back; the soft
+population, and loss, fitness, scores and the answer distributions of the slice come back; the soft
 prompts are decoded inside the actor with the same seeded projection, and the model never
 moves over the network.
 
@@ -80,7 +80,7 @@ class LocalExecutor:
         self.space, self.objective = session.space, session.objective
 
     def __call__(self, z: torch.Tensor) -> SurveyResult:
-        return self.objective(self.space.decode(z), mass=False)   # the loop needs no option mass
+        return self.objective(self.space.decode(z), mass=False)   # the loop needs no option mass (unless --min-mass)
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "local"}
@@ -143,11 +143,12 @@ class SurveyWorker:
         started = time.perf_counter()
         session = self.session
         soft = session.space.decode(z)[start:stop]
-        result = session.objective(soft, mass=False)   # the loop needs no option mass
+        result = session.objective(soft, mass=False)   # the loop needs no option mass (unless --min-mass)
         self.evaluations += soft.shape[0]
         answers = result.answers
-        return {"loss": result.loss.cpu(), "scores": result.scores.cpu(), "probs": answers.probs.cpu(),
-                "expected": answers.expected.cpu(),
+        return {"loss": result.loss.cpu(), "fitness": result.fitness.cpu(), "scores": result.scores.cpu(),
+                "probs": answers.probs.cpu(), "expected": answers.expected.cpu(),
+                "mass": None if answers.mass is None else answers.mass.cpu(),
                 "seconds": time.perf_counter() - started, "pid": os.getpid()}
 
 
@@ -324,8 +325,9 @@ class RayExecutor:
         self._adopt_started()
         parts = results  # type: ignore[assignment]
         cat = lambda key: torch.cat([p[key] for p in parts]).to(device)  # noqa: E731
-        answers = AnswerDistribution(probs=cat("probs"), mass=None, expected=cat("expected"))
-        result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers)
+        mass = None if parts[0]["mass"] is None else cat("mass")   # measured when a --min-mass floor needs it
+        answers = AnswerDistribution(probs=cat("probs"), mass=mass, expected=cat("expected"))
+        result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers, fitness=cat("fitness"))
         seconds = [p["seconds"] for p in parts]
         self.stats = GenerationStats(wall=time.perf_counter() - started, actor_max=max(seconds),
                                      actor_sum=sum(seconds), retries=retries, chunks=[b - a for a, b in chunks])

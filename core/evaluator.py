@@ -5,6 +5,9 @@ For each survey item the chat-formatted prompt is split at the soft-prompt slot 
 heads do not depend on the candidate, so their KV cache is computed once and reused for
 every candidate of every generation; a (candidate, item) row then runs only K soft tokens +
 the tail through the model, and only the last real position goes through the output head.
+(At the ``reply`` position the tail is empty: the head ends with the assistant turn's opener, a
+row runs only its K soft tokens, and the bare model's answer is read off the head's own last
+hidden state, kept from its one forward.)
 
 Rows of the same item are packed side by side into one sequence behind one copy of the
 item's head KV (a block mask keeps candidates apart, position ids restart per candidate), so
@@ -42,6 +45,7 @@ class _PrefixCache:
     keys: list[torch.Tensor]    # per layer [U, kv_heads, L, head_dim], zero-padded on the right
     values: list[torch.Tensor]
     lengths: torch.Tensor       # [U] real tokens of each unique head
+    last_hidden: torch.Tensor   # [U, H] each head's last hidden state: the bare model's answer when the tail is empty
 
 
 def split_prompt(backend: CausalLMBackend, user_text: str, position: str,
@@ -50,12 +54,13 @@ def split_prompt(backend: CausalLMBackend, user_text: str, position: str,
 
     suffix: end of the user message; prefix: start of the user message; answer: at the answer
     cue, before the prompt's last token (the newline that opens the assistant turn), so a row
-    runs only K + 1 tokens.
+    runs only K + 1 tokens; reply: after the whole prompt, as the first tokens of the assistant's
+    reply (empty tail), so a row runs only its K soft tokens.
     """
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    if position == "answer":
+    if position in ("answer", "reply"):
         ids = backend.encode(backend.render_chat(system + [{"role": "user", "content": user_text}]))
-        return ids[:-1], ids[-1:]
+        return (ids[:-1], ids[-1:]) if position == "answer" else (ids, [])
     content = user_text + SLOT if position == "suffix" else SLOT + user_text
     messages = system + [{"role": "user", "content": content}]
     text = backend.render_chat(messages, add_generation_prompt=True)
@@ -105,7 +110,7 @@ class SoftPromptEvaluator:
         self.tail_lengths = torch.tensor([len(t) for t in tails], device=device)           # [Q]
         width = max(len(t) for t in tails)
         pad_id = backend.tokenizer.pad_token_id or 0
-        tail_ids = torch.tensor([t + [pad_id] * (width - len(t)) for t in tails], device=device)
+        tail_ids = torch.tensor([t + [pad_id] * (width - len(t)) for t in tails], device=device, dtype=torch.long)
         self.tail_embeds = backend.embed(tail_ids)                                          # [Q, T, H]
         self.tail_mask = torch.arange(width, device=device)[None, :] < self.tail_lengths[:, None]
         self.n_items = len(prompts)
@@ -126,8 +131,10 @@ class SoftPromptEvaluator:
         longest = max(len(h) for h in heads)
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
+        last_hidden = []
         for u, ids in enumerate(heads):
             out = model.model(input_ids=torch.tensor([ids], device=device), use_cache=True)  # no output head
+            last_hidden.append(out.last_hidden_state[0, -1])
             past = getattr(out, "cache", None) or out.past_key_values
             if not keys:
                 for layer in past.layers:
@@ -138,11 +145,11 @@ class SoftPromptEvaluator:
                 k[u, :, :len(ids)] = layer.keys[0]
                 v[u, :, :len(ids)] = layer.values[0]
             del out, past
-        return _PrefixCache(keys, values, torch.tensor([len(h) for h in heads], device=device))
+        return _PrefixCache(keys, values, torch.tensor([len(h) for h in heads], device=device), torch.stack(last_hidden))
 
     def rows_per_pack(self, n_soft: int) -> int:
         """Candidates of one item packed into one sequence."""
-        return max(1, PACKED_TOKENS // (n_soft + self.tail_embeds.shape[1]))
+        return max(1, PACKED_TOKENS // max(1, n_soft + self.tail_embeds.shape[1]))
 
     def rows_per_batch(self, n_soft: int, population: int | None = None) -> int:
         """Rows (candidate x item) per forward, sized so one batch stays within the memory budget.
@@ -216,6 +223,8 @@ class SoftPromptEvaluator:
         B, K = len(item), soft.shape[1]
         T = self.tail_embeds.shape[1]
         W = K + T                                                                  # tokens per row
+        if W == 0:   # the bare model at the reply position: the answer follows the head itself
+            return self._answer_logits(cache.last_hidden[self.head_index[item]], mass)
         # pack: a new sequence starts where the item changes or the current one is full
         idx = torch.arange(B, device=device)
         starts = torch.ones(B, dtype=torch.bool, device=device)
@@ -251,8 +260,12 @@ class SoftPromptEvaluator:
         hidden = model.model(inputs_embeds=embeds.view(n_seq, G * W, -1), attention_mask=mask,
                              position_ids=positions, use_cache=True, **{self._cache_kw: past}).last_hidden_state
         last = slot * W + K + self.tail_lengths[item] - 1
-        h = hidden[seq, last]                                                       # [B, H]
         self.forward_tokens += int(real.sum())
+        return self._answer_logits(hidden[seq, last], mass)
+
+    def _answer_logits(self, h: torch.Tensor, mass: bool) -> torch.Tensor:
+        """Answer-position hidden states [B, H] -> [B, 1 + O] (see ``_forward_rows``)."""
+        model, B = self.backend.model, h.shape[0]
         # the output head on the option tokens' rows only, [B, O]: all the answers need, and the
         # same numbers with or without the mass (a full-vocabulary product may round differently)
         output = model.get_output_embeddings()

@@ -162,7 +162,8 @@ def peft_adapter_config(num_virtual_tokens: int, token_dim: int, base_model_name
 
 def _peft_readme(config: dict[str, Any], meta: dict[str, Any], run_dir: Path) -> str:
     position = meta.get("position", "suffix")
-    where = {"suffix": "at the END of the user message", "answer": "at the answer cue, just before the reply"}
+    where = {"suffix": "at the END of the user message", "answer": "at the answer cue, just before the reply",
+             "reply": "as the first tokens of the assistant's reply"}
     placement = ("the same place promptopt used (before the input)" if position == "prefix" else
                  f"a different place: promptopt optimised it {where.get(position, position)} (position = "
                  f"\"{position}\"), PEFT prepends virtual tokens BEFORE the whole input, so a PEFT model's answers "

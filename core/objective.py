@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from promptopt.objectives import l1_loss
+from promptopt.objectives import l1_loss, mass_penalty
 
 from .evaluator import AnswerDistribution, SoftPromptEvaluator
 
@@ -16,25 +16,35 @@ class SurveyResult:
     loss: torch.Tensor      # [P] L1: mean absolute difference over the dimensions
     scores: torch.Tensor    # [P, D]
     answers: AnswerDistribution
+    fitness: torch.Tensor = field(default=None)  # [P] what the optimizer minimises: loss + any mass penalty
+
+    def __post_init__(self) -> None:
+        if self.fitness is None:
+            self.fitness = self.loss
 
 
 class SurveyObjective:
     """Everything between a population of soft prompts and its fitness, batched."""
 
-    def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1) -> None:
+    def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1,
+                 min_mass: float | None = None) -> None:
         if evaluator.n_items % respondents:
             raise ValueError(f"{evaluator.n_items} prompts do not split into {respondents} respondents")
         self.evaluator = evaluator
         self.respondents = respondents
+        self.min_mass = min_mass  # floor on the mean option mass (None: none), see objectives.mass_penalty
         self.scorer = scorer
         self.target = target
         self.dimensions = tuple(scorer.dimensions)
         self.target_scores = target.scores_tensor(self.dimensions, device=evaluator.backend.device)
 
     def __call__(self, soft: torch.Tensor | None, mass: bool = True) -> SurveyResult:
-        """``mass=False``: leave out the option mass (a diagnostic), as the optimisation loop does."""
-        answers = self.evaluator.evaluate(soft, mass=mass)
+        """``mass=False``: leave out the option mass (a diagnostic), as the optimisation loop does,
+        unless a ``min_mass`` floor needs it for the fitness."""
+        answers = self.evaluator.evaluate(soft, mass=mass or self.min_mass is not None)
         # prompts are respondent-major: [P, R * Q] -> item means over respondents [P, Q]
         means = answers.expected.view(answers.expected.shape[0], self.respondents, -1).mean(1)
         scores = self.scorer.score(means)
-        return SurveyResult(l1_loss(scores, self.target_scores), scores, answers)
+        loss = l1_loss(scores, self.target_scores)
+        fitness = loss if self.min_mass is None else loss + mass_penalty(answers.mass, self.min_mass)
+        return SurveyResult(loss, scores, answers, fitness)

@@ -50,7 +50,8 @@ class RunState:
     naive: dict[str, Any] = field(default_factory=dict)
     icl: dict[str, Any] | None = None
     history: list[dict] = field(default_factory=list)
-    best_loss: float = float("inf")
+    best_loss: float = float("inf")      # L1 of the best candidate (best by fitness: L1 + any mass penalty)
+    best_fitness: float = float("inf")
     best_scores: list[float] | None = None
     elapsed: float = 0.0  # optimisation seconds over all sessions of this run
     stop_reason: str = ""
@@ -96,7 +97,8 @@ def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt:
     evaluator = SoftPromptEvaluator(backend, prompts, n_options, position=config.position,
                                     system_prompt=system_prompt, batch_rows=config.batch_rows)
     try:
-        objective = SurveyObjective(evaluator, scorer, target, respondents=max(1, config.respondents))
+        objective = SurveyObjective(evaluator, scorer, target, respondents=max(1, config.respondents),
+                                    min_mass=config.min_mass)
     except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
         raise UsageError(str(exc)) from None
     return instrument, scorer, target, objective
@@ -153,7 +155,7 @@ def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
         _, _, _, icl_objective = build_objective(host, state.config, session.backend, persona)
         icl = icl_objective(None)
         state.icl = {"loss": float(icl.loss[0]), "dimensions": _dims(objective.dimensions, icl.scores[0]),
-                     "system_prompt": persona}
+                     "option_mass": float(icl.answers.mass.mean()), "system_prompt": persona}
 
 
 def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,
@@ -223,7 +225,8 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
         raise CheckpointError(f"checkpoint in {run_dir} does not fit this run's optimizer ({exc})") from None
     state = RunState(config, run_dir, session.target, session.objective.dimensions, optimizer=session.optimizer,
                      naive=checkpoint["naive"], icl=checkpoint.get("icl"), history=checkpoint["history"],
-                     best_loss=checkpoint["best_loss"], best_scores=checkpoint["best_scores"],
+                     best_loss=checkpoint["best_loss"], best_fitness=checkpoint.get("best_fitness", checkpoint["best_loss"]),
+                     best_scores=checkpoint["best_scores"],
                      elapsed=checkpoint["elapsed"])
     write_history(run_dir / "history.csv", state.history)  # drop rows written after the checkpoint
     return _optimise(host, session, state, progress, echo)
@@ -238,7 +241,8 @@ def _save(state: RunState) -> None:
     save_checkpoint(state.run_dir, {
         "optimizer": state.optimizer.state_dict() if _resumable(state.optimizer) else None,
         "history": state.history, "naive": state.naive,
-        "icl": state.icl, "best_loss": state.best_loss, "best_scores": state.best_scores,
+        "icl": state.icl, "best_loss": state.best_loss, "best_fitness": state.best_fitness,
+        "best_scores": state.best_scores,
         "elapsed": state.elapsed})
 
 
@@ -269,10 +273,11 @@ def _optimise(host: PluginHost, session: Session, state: RunState, progress: boo
         while not (reason := _should_stop(state, started, elapsed0)):
             t0 = time.perf_counter()
             result = executor(optimizer.ask())
-            optimizer.tell(result.loss)
-            i = int(torch.argmin(result.loss))
-            if float(result.loss[i]) < state.best_loss:
-                state.best_loss, state.best_scores = float(result.loss[i]), result.scores[i].tolist()
+            optimizer.tell(result.fitness)
+            i = int(torch.argmin(result.fitness))
+            if float(result.fitness[i]) < state.best_fitness:
+                state.best_fitness, state.best_loss = float(result.fitness[i]), float(result.loss[i])
+                state.best_scores = result.scores[i].tolist()
             record = {"generation": len(state.history) + 1, "evaluations": optimizer.evaluations,
                       "best_loss": state.best_loss, "mean_loss": float(result.loss.mean()),
                       "seconds": round(time.perf_counter() - t0, 3),
@@ -306,6 +311,7 @@ def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[
         "evaluations": session.optimizer.evaluations, "generations": len(state.history),
         "stop_reason": state.stop_reason, "seconds": round(state.elapsed, 2),
         "option_mass": float(final.answers.mass.mean()), "naive_option_mass": state.naive["option_mass"],
+        "icl_option_mass": state.icl.get("option_mass") if state.icl else None,
         "batch_rows": objective.evaluator.last_batch_rows,
         "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
         "instrument": session.instrument.name, "run_dir": str(state.run_dir)}
@@ -352,6 +358,14 @@ def format_comparison(summary: dict[str, Any]) -> str:
     loss_row = f"{'L1 loss':<10}{'':>8}{summary['naive_loss']:>9.2f}"
     loss_row += f"{summary['icl_loss']:>9.2f}" if icl else ""
     lines.append(loss_row + f"{summary['loss']:>9.2f}")
-    lines.append(f"{summary['loss_definition']}; {summary['evaluations']} evaluations in {summary['seconds']:.0f} s "
+    if summary.get("option_mass") is not None:   # how much of the next token is an answer at all
+        icl_mass = summary.get("icl_option_mass")
+        mass_row = f"{'answer p':<10}{'':>8}{summary['naive_option_mass']:>9.1%}"
+        if icl:
+            mass_row += f"{icl_mass:>9.1%}" if icl_mass is not None else f"{'–':>9}"
+        lines.append(mass_row + f"{summary['option_mass']:>9.1%}")
+    lines.append(f"{summary['loss_definition']}; answer p = option mass, the next-token probability on the "
+                 "answer digits (mean over items)")
+    lines.append(f"{summary['evaluations']} evaluations in {summary['seconds']:.0f} s "
                  f"(stopped: {summary['stop_reason']}); results in {summary['run_dir']}")
     return "\n".join(lines)

@@ -43,7 +43,8 @@ def main() -> None:
         z = optimizer.ask()                    # [P, d]
         result = objective(space.decode(z), mass=False)  # decode: [P, d] -> [P, K, H]; mass=False skips
                                                          # the option-mass diagnostic, as `promptopt run` does
-        optimizer.tell(result.loss)            # [P], lower is better
+        optimizer.tell(result.fitness)         # [P], lower is better: the L1 loss (+ a penalty under a
+                                               # min_mass floor, SurveyObjective(..., min_mass=0.1))
         print(f"generation {generation}: best {float(result.loss.min()):.2f}  mean {float(result.loss.mean()):.2f}")
 
     z_best, f_best = optimizer.best

@@ -25,7 +25,7 @@ from .instrument import (
     load_vsm13,
 )
 from .respondents import simulated_respondents
-from .loss import L1_DESCRIPTION, abs_errors, l1_loss
+from .loss import L1_DESCRIPTION, MASS_PENALTY, abs_errors, l1_loss, mass_penalty
 from .scorer import LinearScorer, scorer_from_config, vsm13_scorer
 from .targets import (
     DIMENSIONS,
@@ -73,4 +73,6 @@ __all__ = [
     "L1_DESCRIPTION",
     "abs_errors",
     "l1_loss",
+    "mass_penalty",
+    "MASS_PENALTY",
 ]

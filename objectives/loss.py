@@ -12,9 +12,12 @@ import torch
 
 from .errors import ObjectivesError
 
-__all__ = ["L1_DESCRIPTION", "abs_errors", "l1_loss"]
+__all__ = ["L1_DESCRIPTION", "MASS_PENALTY", "abs_errors", "l1_loss", "mass_penalty"]
 
 L1_DESCRIPTION = "L1 = mean absolute difference over the six dimensions"
+
+MASS_PENALTY = 1000.0
+"""L1 points per unit of option mass below the floor: 10 per percentage point."""
 
 
 def _align(scores: torch.Tensor, target: torch.Tensor | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,3 +42,14 @@ def abs_errors(scores: torch.Tensor, target: torch.Tensor | Sequence[float]) -> 
 def l1_loss(scores: torch.Tensor, target: torch.Tensor | Sequence[float]) -> torch.Tensor:
     """Mean absolute difference over the D dimensions: ``[..., D]`` -> ``[...]``."""
     return abs_errors(scores, target).mean(dim=-1)
+
+
+def mass_penalty(mass: torch.Tensor, floor: float) -> torch.Tensor:
+    """Penalty ``[P]`` for candidates whose option mass ``[P, Q]`` averages below ``floor``.
+
+    The option mass is the share of the model's next-token probability on the answer digits.
+    The answers are renormalised over the options, so a search can lower the loss with prompts
+    after which the model barely answers at all; a floor keeps the answers answers. Steep (10 L1
+    points per percentage point short) but continuous, so the search is led back above it.
+    """
+    return MASS_PENALTY * (floor - mass.mean(dim=-1)).clamp_min(0)

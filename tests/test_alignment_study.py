@@ -31,6 +31,7 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     for c in cells:
         assert (out / "runs" / c["key"] / "summary.json").exists()
         assert c["alt_loss"] >= 0 and c["alt_naive_loss"] >= 0 and c["loss"] >= 0 and c["device"] == "cpu"
+        assert 0 < c["option_mass"] <= 1 and 0 < c["naive_option_mass"] <= 1
     # ICL scored once per country, in its first cell, and carried into the country's other cells
     assert [(cfg.country, cfg.optimizer) for cfg, *_ in calls if cfg.icl_baseline] == [("US", "de"), ("CN", "de")]
     for country in ("US", "CN"):
@@ -40,6 +41,11 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     text = results.read_text()
     for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50", "device: cpu"):
         assert word in text
+    # the option mass section: per country, the naive model's mass, then each optimizer's median
+    mass_rows = text.split("## Answer validity: option mass")[1].split("##")[0]
+    us_de = [c["option_mass"] for c in cells if c["key"] == "US-de-0"][0]
+    naive_us = [c["naive_option_mass"] for c in cells if c["country"] == "US"][0]
+    assert f"| US | {naive_us:.3f} | {us_de:.3f} |" in mass_rows
     png = tmp_path / "study" / "img" / "alignment_study.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

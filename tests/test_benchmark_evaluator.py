@@ -14,11 +14,11 @@ def test_benchmark_runs_any_registered_model_and_reports_flops_and_mfu(capsys):
     bench.main(["--model", "tiny", "--quick", "--peak-tflops", "1"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| (b) ours")]
-    assert [row.split(" | ")[1] for row in rows] == ["answer", "suffix", "prefix"]
+    assert [row.split(" | ")[1] for row in rows] == ["answer", "reply", "suffix", "prefix"]
     assert "PASS: fast path vs full forward" in out
     assert "speed-up of the default" not in out  # the 50x goal is the embedded model's, not checked on others
     flops = [line for line in out.splitlines() if line.startswith("- model FLOP/s")]
-    assert len(flops) == 4 and all("% MFU of 1 TFLOP/s" in line for line in flops)
+    assert len(flops) == 5 and all("% MFU of 1 TFLOP/s" in line for line in flops)
 
 
 def test_flops_per_token_counts_the_body_twice_and_skips_embeddings():

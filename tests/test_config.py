@@ -32,6 +32,8 @@ def test_a_run_table_is_accepted(tmp_path):
     ("country = 3", "config key 'country' must be str"),
     ("popsize = [", "not valid TOML"),
     ('basis = "pca"', "--basis must be one of gaussian, tokens"),
+    ("min_mass = 1.5", "--min-mass must be a share of probability between 0 and 1"),
+    ("min_mass = 0", "--min-mass must be a share of probability between 0 and 1"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle):

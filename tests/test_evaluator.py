@@ -51,7 +51,7 @@ def soft(tiny):
 def evaluators(tiny):
     """(position, system prompt) -> evaluator on the short items, built once."""
     return {(pos, sp): SoftPromptEvaluator(tiny, SHORT_PROMPTS, SHORT_OPTIONS, position=pos, system_prompt=sp)
-            for pos in ("suffix", "prefix") for sp in (None, "Answer as a survey respondent.")}
+            for pos in ("suffix", "prefix", "reply") for sp in (None, "Answer as a survey respondent.")}
 
 
 def reference(backend, prompts, n_options, soft, position, system_prompt=None):
@@ -71,7 +71,8 @@ def reference(backend, prompts, n_options, soft, position, system_prompt=None):
                 parts = [backend.embed(torch.tensor([head]))]
                 if soft is not None:
                     parts.append(soft[p:p + 1].to(backend.dtype))
-                parts.append(backend.embed(torch.tensor([tail])))
+                if tail:   # the reply position has none: the soft tokens end the sequence
+                    parts.append(backend.embed(torch.tensor([tail])))
                 logits = model(inputs_embeds=torch.cat(parts, dim=1)).logits[0, -1].double()
                 full = torch.softmax(logits, -1)[option_ids[:n_options[q]]]
                 mass[p, q] = full.sum()
@@ -93,7 +94,7 @@ def assert_close(out, ref, tol):
 # ---------------------------------------------------------------------------------------------
 # fast path == plain full forward
 
-@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "reply"])
 @pytest.mark.parametrize("system_prompt", [None, "Answer as a survey respondent."])
 def test_matches_full_forward_short_items(tiny, evaluators, soft, position, system_prompt):
     ev = evaluators[(position, system_prompt)]
@@ -101,22 +102,24 @@ def test_matches_full_forward_short_items(tiny, evaluators, soft, position, syst
     assert_close(out, reference(tiny, SHORT_PROMPTS, SHORT_OPTIONS, soft, position, system_prompt), TOL)
 
 
-@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "reply"])
 def test_matches_full_forward_bare_model(tiny, evaluators, position):
     out = evaluators[(position, None)].evaluate(None)
     assert out.probs.shape == (1, len(SHORT_PROMPTS), max(SHORT_OPTIONS))
     assert_close(out, reference(tiny, SHORT_PROMPTS, SHORT_OPTIONS, None, position), TOL)
 
 
-def test_bare_model_same_for_both_positions(evaluators):
-    """With no soft tokens the two positions run the same token sequence."""
+@pytest.mark.parametrize("position", ["prefix", "reply"])
+def test_bare_model_same_for_every_position(evaluators, position):
+    """With no soft tokens every position runs the same token sequence (reply: no new token at all,
+    the answer is read off the cached head's last hidden state)."""
     a = evaluators[("suffix", None)].evaluate(None)
-    b = evaluators[("prefix", None)].evaluate(None)
+    b = evaluators[(position, None)].evaluate(None)
     assert (a.probs - b.probs).abs().max().item() <= TOL
     assert (a.mass - b.mass).abs().max().item() <= TOL
 
 
-@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "reply"])
 def test_matches_full_forward_vsm13(tiny, soft, position):
     vsm = load_vsm13()
     prompts, n_options = vsm.prompts("main"), list(vsm.n_options)
@@ -129,7 +132,7 @@ def test_matches_full_forward_vsm13(tiny, soft, position):
     assert_close(sub, ref, TOL)
 
 
-@pytest.mark.parametrize("position", ["suffix", "prefix", "answer"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "answer", "reply"])
 def test_without_mass_the_answers_are_bit_identical_and_match_a_full_forward(tiny, evaluators, soft, position):
     ev = evaluators.get((position, None)) or SoftPromptEvaluator(tiny, SHORT_PROMPTS, SHORT_OPTIONS, position=position)
     full, lean = ev.evaluate(soft), ev.evaluate(soft, mass=False)
@@ -149,7 +152,7 @@ def test_zero_option_probability_off_the_item(evaluators, soft):
 # ---------------------------------------------------------------------------------------------
 # batching invariance
 
-@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "reply"])
 def test_independent_of_batch_rows_and_batch_mates(tiny, evaluators, soft, position):
     default = evaluators[(position, None)].evaluate(soft)
     for rows in (1, 5):
@@ -168,7 +171,7 @@ def test_independent_of_batch_rows_and_batch_mates(tiny, evaluators, soft, posit
     assert (mixed.probs[4] - default.probs[1]).abs().max().item() <= BATCH_TOL
 
 
-@pytest.mark.parametrize("position", ["suffix", "prefix", "answer"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "answer", "reply"])
 @pytest.mark.parametrize("packed_tokens", [1, 2 * (K + 6), 10_000])
 def test_packing_candidates_of_an_item_into_one_sequence_changes_nothing(tiny, soft, position, packed_tokens,
                                                                          monkeypatch):
@@ -183,7 +186,7 @@ def test_packing_candidates_of_an_item_into_one_sequence_changes_nothing(tiny, s
     assert_close(out, reference(tiny, SHORT_PROMPTS, SHORT_OPTIONS, soft, position), TOL)
 
 
-@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "reply"])
 def test_independent_of_population_order(evaluators, soft, position):
     ev = evaluators[(position, None)]
     out = ev.evaluate(soft)
@@ -207,10 +210,20 @@ def test_forward_tokens_counts_real_new_tokens(tiny, soft):
     assert ev.forward_tokens == P * sum(K + t for t in ev.tail_tokens)
 
 
+def test_a_reply_row_runs_only_its_soft_tokens_and_the_bare_model_runs_none(evaluators, soft):
+    ev = evaluators[("reply", None)]
+    assert ev.tail_tokens == [0] * len(SHORT_PROMPTS)
+    before = ev.forward_tokens
+    ev.evaluate(None)
+    assert ev.forward_tokens == before
+    ev.evaluate(soft)
+    assert ev.forward_tokens == before + P * K * len(SHORT_PROMPTS)
+
+
 # ---------------------------------------------------------------------------------------------
 # output invariants
 
-@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("position", ["suffix", "prefix", "reply"])
 def test_output_ranges(evaluators, soft, position):
     out = evaluators[(position, None)].evaluate(soft)
     Q = len(SHORT_PROMPTS)
@@ -230,7 +243,7 @@ def test_never_changes_weights_and_needs_no_grad(tiny, soft):
     before = {k: v.detach().clone() for k, v in tiny.model.state_dict().items()}
     checksum = sum(float(v.double().sum()) for v in before.values())
     leaf = soft.clone().requires_grad_(True)         # an optimizer's tensor may carry grad
-    for position in ("suffix", "prefix"):
+    for position in ("suffix", "prefix", "reply"):
         ev = SoftPromptEvaluator(tiny, SHORT_PROMPTS, SHORT_OPTIONS, position=position, batch_rows=4)
         out = ev.evaluate(leaf)
         ev.evaluate(None)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from promptopt.objectives import ObjectivesError, abs_errors, l1_loss
+from promptopt.objectives import MASS_PENALTY, ObjectivesError, abs_errors, l1_loss, mass_penalty
 
 
 def test_l1_by_hand():
@@ -25,3 +25,11 @@ def test_l1_batched():
 def test_l1_mismatch_error():
     with pytest.raises(ObjectivesError, match="same D"):
         l1_loss(torch.zeros(2, 5), torch.zeros(6))
+
+
+def test_mass_penalty_is_zero_above_the_floor_and_grows_ten_points_per_percentage_point_below():
+    mass = torch.tensor([[0.30, 0.10], [0.05, 0.05], [0.12, 0.08]])   # [P, Q]: means 0.2, 0.05, 0.1
+    out = mass_penalty(mass, 0.1)
+    assert out.shape == (3,)
+    assert out.tolist() == pytest.approx([0.0, 50.0, 0.0], abs=1e-4)
+    assert MASS_PENALTY * 0.01 == pytest.approx(10.0)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+import torch
+
 from promptopt.config import build_config
 from promptopt.evaluator import SoftPromptEvaluator
 from promptopt.host import PluginHost
+from promptopt.objective import SurveyObjective
+from promptopt.optimizers import DifferentialEvolution
 from promptopt.runner import run
 
 
@@ -15,9 +20,41 @@ def test_the_loop_skips_the_option_mass_and_the_baselines_and_final_prompt_keep_
     real = SoftPromptEvaluator.evaluate
     monkeypatch.setattr(SoftPromptEvaluator, "evaluate",
                         lambda self, soft, mass=True: calls.append((soft is None, mass)) or real(self, soft, mass))
+    printed = []
     summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=True),
-                  PluginHost(load_entrypoints=False), tmp_path / "run", progress=False, echo=lambda _: None)
+                  PluginHost(load_entrypoints=False), tmp_path / "run", progress=False, echo=printed.append)
     assert calls[:2] == [(True, True), (True, True)]          # naive, ICL: the bare model, with mass
     assert calls[2:-1] == [(False, False)] * 3                  # three generations: no mass
     assert calls[-1] == (False, True)                           # the best prompt re-scored, with mass
     assert 0 < summary["option_mass"] <= 1 and math.isfinite(summary["naive_option_mass"])
+    assert 0 < summary["icl_option_mass"] <= 1
+    # the closing table shows how much of the next token is an answer: naive, ICL, aligned
+    row = next(line for line in printed[-1].splitlines() if line.startswith("answer p"))
+    assert row.split()[2:] == [f"{summary[k]:.1%}" for k in ("naive_option_mass", "icl_option_mass", "option_mass")]
+
+
+def test_a_mass_floor_makes_the_loop_measure_the_mass_and_the_optimizer_minimise_loss_plus_penalty(tmp_path, monkeypatch):
+    results, told = [], []
+    real_call, real_tell = SurveyObjective.__call__, DifferentialEvolution.tell
+    monkeypatch.setattr(SurveyObjective, "__call__",
+                        lambda self, soft, mass=True: results.append(r := real_call(self, soft, mass)) or r)
+    monkeypatch.setattr(DifferentialEvolution, "tell", lambda self, f: told.append(f.clone()) or real_tell(self, f))
+    floor = 0.99   # far above what a random-weight model puts on the digits: every candidate pays
+    run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False, min_mass=floor),
+        PluginHost(load_entrypoints=False), tmp_path / "run", progress=False, echo=lambda _: None)
+    loop = results[1:-1]                                        # after the naive baseline, before the re-score
+    assert len(loop) == len(told) == 3
+    for result, fitness in zip(loop, told):
+        assert result.answers.mass is not None                  # measured although the loop asks mass=False
+        penalty = 1000 * (floor - result.answers.mass.mean(-1))
+        assert torch.allclose(fitness, result.loss + penalty)
+        assert (fitness > result.loss).all()
+
+
+def test_the_best_loss_is_the_l1_of_the_candidate_with_the_best_fitness(tmp_path):
+    summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False,
+                               min_mass=0.5), PluginHost(load_entrypoints=False), tmp_path / "run",
+                  progress=False, echo=lambda _: None)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    # the run's best is chosen by fitness; its reported L1 is that prompt's own (re-scored alone)
+    assert abs(history["best_loss"].iloc[-1] - summary["loss"]) < 1e-3
