@@ -195,6 +195,14 @@ def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
     return runner.run(config, host, run_dir, **quiet)
 
 
+def alternate_wording(host: PluginHost, config: RunConfig, run_dir: Path):
+    """The held-out check: (the alternate-wording objective, the run's best soft prompt scored on it)."""
+    backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
+    _, _, _, alt = runner.build_objective(host, config, backend, config.system_prompt, wording="alternate")
+    soft, _ = load_soft_prompt(run_dir)
+    return alt, alt(soft[None])
+
+
 def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, icl: bool,
              baselines: dict[str, Any], baselines_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
@@ -204,11 +212,8 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
     summary = run_or_resume(host, config, run_dir)
 
     # held-out check: the best soft prompt (and, once per country, the bare model) on the alternate wording
-    backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
-    _, scorer, target, alt = runner.build_objective(host, config, backend, config.system_prompt, wording="alternate")
-    dims = alt.dimensions
-    soft, _ = load_soft_prompt(run_dir)
-    aligned_alt = alt(soft[None])
+    alt, aligned_alt = alternate_wording(host, config, run_dir)
+    scorer, target, dims = alt.scorer, alt.target, alt.dimensions
     base = baselines.get(country) or read_json(baselines_path).get(country)
     if base is None:
         naive_alt = alt(None)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from alignment_study import append_cell, cached_models, read_cells, run_or_resume, settings_of
+from alignment_study import alternate_wording, append_cell, cached_models, read_cells, run_or_resume, settings_of
 
-from promptopt.config import build_config
+from promptopt.config import RunConfig, build_config, config_from_mapping
 from promptopt.host import PluginHost
 
 
@@ -51,11 +51,15 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
+def run_dir_of(out: Path, name: str, country: str, seed: int) -> Path:
+    return out / "tuning-runs" / f"{name}-{country}-{seed}"
+
+
 def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], country: str, seed: int,
             budget: int) -> dict[str, Any]:
     config = build_config(None, **{"country": country, "seed": seed, "budget": budget, "icl_baseline": False,
                                    **options})
-    run_dir = out / "tuning-runs" / f"{name}-{country}-{seed}"
+    run_dir = run_dir_of(out, name, country, seed)
     summary = run_or_resume(host, config, run_dir)
     return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
             "settings": settings_of(config),
@@ -96,6 +100,35 @@ def curve_report(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
             cols = [f"{-100 * (1 - statistics.median(x)):+.0f}% (n={len(x)})" if x else "–" for x in ratios.values()]
             lines.append(f"| {name} | {budget} | {n} | " + " | ".join(cols)
                          + f" | {-100 * statistics.mean(pooled):+.1f}%{_se(pooled)} | {sum(x >= 0.5 for x in pooled)}/{len(pooled)} |")
+    return "\n".join(lines)
+
+
+def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) -> str:
+    """Held-out check of a sweep: each row's best prompt (from its run dir) on the alternate wording.
+
+    A row whose run dir no longer holds its prompt (continued to a larger budget under the same
+    variant name, or deleted) is left out and counted."""
+    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    missing = 0
+    for r in rows:
+        run_dir = run_dir_of(out, r["variant"], r["country"], r["seed"])
+        summary = run_dir / "summary.json"
+        if not summary.exists() or json.loads(summary.read_text())["evaluations"] != r["evaluations"]:
+            missing += 1
+            continue
+        config = RunConfig(**config_from_mapping(json.loads((run_dir / "config.json").read_text())["config"]))
+        alt, aligned = alternate_wording(host, config, run_dir)
+        naive = alt(None)
+        groups.setdefault((r["variant"], r["budget"]), []).append(
+            (float(aligned.loss[0]) / float(naive.loss[0]) - 1, float(aligned.answers.mass.mean())))
+    lines = ["| variant | budget | runs | mean change vs naive on the alternate wording (± standard error) "
+             "| runs below naive | option mass (median), alternate wording |", "|---|---:|---:|---:|---:|---:|"]
+    for (name, budget), found in groups.items():
+        changes = [-c for c, _ in found]
+        lines.append(f"| {name} | {budget} | {len(found)} | {-100 * statistics.mean(changes):+.1f}%{_se(changes)} "
+                     f"| {sum(c > 0 for c in changes)}/{len(found)} | {statistics.median(m for _, m in found):.3f} |")
+    if missing:
+        lines.append(f"\n{missing} row(s) left out: their run dir no longer holds that run's prompt")
     return "\n".join(lines)
 
 
@@ -154,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=480)
     p.add_argument("--out", default="study")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--alternate", action="store_true",
+                   help="also score every run's best prompt on the alternate wording (the held-out check)")
     p.add_argument("--curve", nargs="+", type=int, metavar="N",
                    help="also print each variant's best loss after N evaluations (runs record their curve)")
     args = p.parse_args(argv)
@@ -174,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report(read_cells(path)))
     if args.curve:
         print("\n" + curve_report(read_cells(path), args.curve))
+    if args.alternate:
+        print("\n" + alternate_report(cached_models(PluginHost(load_entrypoints=False)), Path(args.out),
+                                       read_cells(path)))
     return 0
 
 

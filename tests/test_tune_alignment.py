@@ -75,3 +75,30 @@ def test_curve_report_gives_each_checkpoint_the_best_loss_reached_by_then():
     assert lines[2].startswith("| v | 16 | 8 | -35% (n=2) | -20% (n=1) | -30.0% ± 5.8 | 0/3 |")
     # after 16: US 0.4, 0.6 (-50%), CN 0.5 (-50%); two of three runs at -50% or better
     assert lines[3].startswith("| v | 16 | 16 | -50% (n=2) | -50% (n=1) | -50.0% ± 5.8 | 2/3 |")
+
+
+def test_alternate_report_scores_each_runs_prompt_on_the_alternate_wording_and_leaves_out_overwritten_runs(tmp_path, capsys):
+    args = ["--variants", "a:model=tiny,popsize=4", "--countries", "US", "--seeds", "0", "1", "--budget", "8",
+            "--out", str(tmp_path)]
+    assert tune_alignment.main(args) == 0
+    capsys.readouterr()
+    assert tune_alignment.main(args + ["--report-only", "--alternate"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| a | 8 |"))
+    # the same numbers by hand: each run's saved prompt and the bare model on the alternate wording
+    from promptopt.config import build_config
+    from promptopt.host import PluginHost
+    host, changes = PluginHost(load_entrypoints=False), []
+    for seed in (0, 1):
+        config = build_config(None, model="tiny", popsize=4, country="US", seed=seed, budget=8, icl_baseline=False)
+        alt, aligned = tune_alignment.alternate_wording(host, config, tmp_path / "tuning-runs" / f"a-US-{seed}")
+        changes.append(float(aligned.loss[0]) / float(alt(None).loss[0]) - 1)
+    assert line.startswith(f"| a | 8 | 2 | {100 * sum(changes) / 2:+.1f}% ± ")
+    assert f"| {sum(c < 0 for c in changes)}/2 |" in line
+
+    # continuing the variant to a larger budget overwrites its run dirs: the 8-evaluation rows are left out
+    assert tune_alignment.main(args[:-4] + ["--budget", "12", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert tune_alignment.main(args + ["--report-only", "--alternate"]) == 0
+    out = capsys.readouterr().out
+    assert "| a | 12 | 2 |" in out and "| a | 8 |" not in out
+    assert "2 row(s) left out" in out
