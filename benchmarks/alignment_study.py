@@ -357,7 +357,7 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
                     "loss": _median(c["loss"] for c in runs), "n": len(runs),
                     "dimensions": {d: _median(c["dimensions"][d] for c in runs) for d in dims},
                     "alt_loss": _median(c["alt_loss"] for c in runs),
-                    "option_mass": _median(c["option_mass"] for c in runs if c.get("option_mass") is not None)}
+                    "option_mass": _median(c.get("option_mass") for c in runs)}
         table[country] = row
     return {"countries": countries, "optimizers": optimizers, "table": table}
 

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from alignment_study import alternate_wording, append_cell, cached_models, read_cells, run_or_resume, settings_of
 
-from promptopt.config import RunConfig, build_config, config_from_mapping
+from promptopt.config import RunConfig, build_config
 from promptopt.host import PluginHost
 
 
@@ -55,10 +55,15 @@ def run_dir_of(out: Path, name: str, country: str, seed: int) -> Path:
     return out / "tuning-runs" / f"{name}-{country}-{seed}"
 
 
+def config_of(options: dict[str, Any], country: str, seed: int, budget: int) -> RunConfig:
+    """The run a sweep row makes: the variant's options on top of the defaults, ICL baseline off."""
+    return build_config(None, **{"country": country, "seed": seed, "budget": budget, "icl_baseline": False,
+                                 **options})
+
+
 def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], country: str, seed: int,
             budget: int) -> dict[str, Any]:
-    config = build_config(None, **{"country": country, "seed": seed, "budget": budget, "icl_baseline": False,
-                                   **options})
+    config = config_of(options, country, seed, budget)
     run_dir = run_dir_of(out, name, country, seed)
     summary = run_or_resume(host, config, run_dir)
     return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
@@ -116,7 +121,7 @@ def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) ->
         if not summary.exists() or json.loads(summary.read_text())["evaluations"] != r["evaluations"]:
             missing += 1
             continue
-        config = RunConfig(**config_from_mapping(json.loads((run_dir / "config.json").read_text())["config"]))
+        config = config_of(r["options"], r["country"], r["seed"], r["budget"])
         alt, aligned = alternate_wording(host, config, run_dir)
         naive = alt(None)
         groups.setdefault((r["variant"], r["budget"]), []).append(

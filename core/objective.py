@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -16,7 +16,7 @@ class SurveyResult:
     loss: torch.Tensor      # [P] L1: mean absolute difference over the dimensions
     scores: torch.Tensor    # [P, D]
     answers: AnswerDistribution
-    fitness: torch.Tensor = field(default=None)  # [P] what the optimizer minimises: loss + any mass penalty
+    fitness: torch.Tensor = None  # [P] what the optimizer minimises: loss + any mass penalty (default: loss)
 
     def __post_init__(self) -> None:
         if self.fitness is None:
