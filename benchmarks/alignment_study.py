@@ -56,6 +56,8 @@ from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
 SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init_text", "dtype", "min_mass")  # search settings each cell records
+# what a cell recorded before a setting existed ran at (not today's default: min_mass is now 0.1)
+BEFORE_RECORDED = {"basis": "gaussian", "init_text": None, "min_mass": None}
 DEFAULTS = {
     "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
     "seeds": [0, 1, 2],
@@ -162,8 +164,8 @@ def settings_of(config) -> dict[str, Any]:
 
 
 def recorded_settings(cell: dict[str, Any]) -> dict[str, Any]:
-    """A cell's settings; one recorded before a setting existed ran at that setting's default."""
-    return {k: cell.get("settings", {}).get(k, getattr(RunConfig, k)) for k in SETTINGS}
+    """A cell's settings; one recorded before a setting existed ran at what it then meant (BEFORE_RECORDED)."""
+    return {k: cell.get("settings", {}).get(k, BEFORE_RECORDED.get(k, getattr(RunConfig, k))) for k in SETTINGS}
 
 
 def fmt_time(seconds: float) -> str:
@@ -179,7 +181,8 @@ def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
     """summary.json of the cell's run: reused if complete with the same config, resumed if possible, else rerun."""
     quiet = dict(progress=False, echo=lambda _msg: None)
     saved = read_json(run_dir / "config.json").get("config")
-    defaults = RunConfig().to_dict()   # a key the saved config lacks was added later: it ran at its default
+    # a key the saved config lacks was added later: it ran at what the setting then meant
+    defaults = {**RunConfig().to_dict(), **BEFORE_RECORDED}
     if saved is not None and any(saved.get(k, defaults[k]) != v for k, v in config.to_dict().items()
                                  if k not in ("icl_baseline", "out")):
         shutil.rmtree(run_dir)  # a run with other settings (e.g. from before a default changed): not this cell's
@@ -443,7 +446,7 @@ def write_report(cells_path: Path, results: Path) -> None:
     lines += ["", "## Answer validity: option mass", "",
               "The share of the model's next-token probability that falls on the answer digits (mean over the "
               "items; median over seeds). Answers are renormalised over the options, so a prompt can lower the "
-              "loss while the model barely answers; `--min-mass` sets a floor.", ""]
+              "loss while the model barely answers; `--min-mass` (default 0.1) sets a floor.", ""]
     if not any(c.get("option_mass") is not None for c in cells):
         lines.append("Not recorded: these cells predate the record (docs/TUNING.md has the mass of the default "
                      "runs).")
@@ -509,7 +512,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--popsize", nargs="+", default=["16", f"de={RunConfig.popsize}"], metavar="[OPTIMIZER=]N",
                    help=f"population per optimizer; a bare N for the others (default: 16 de={RunConfig.popsize})")
     p.add_argument("--min-mass", type=float, default=None,
-                   help="floor on the option mass for every optimizer's runs (promptopt run --min-mass)")
+                   help="floor on the option mass for every optimizer's runs (default: a run's, 0.1; 0: none)")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--dtype", default=None, choices=["auto", *DTYPES],

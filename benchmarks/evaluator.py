@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     results, plain, diffs, notes = {}, {}, {}, []
     for position in ("answer", "reply", "suffix", "prefix"):
         splits = [split_prompt(backend, p, position, None) for p in prompts]
-        r = ours(backend, prompts, n_options, soft[:n_ours], position, repeats, time_mass=position == "answer")
+        r = ours(backend, prompts, n_options, soft[:n_ours], position, repeats, time_mass=position == RunConfig.position)
         r["rss"] = rss_mib()
         results[position] = r
         pairs = [(p, q) for p in range(min(n_ours, 2)) for q in (0, Q // 2, Q - 1)]
@@ -330,12 +330,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"- machine at end: {machine(device)}")
     fp32 = backend.dtype == torch.float32
     worst = max(diffs.values())
-    speed_answer = (n_ours / results["answer"]["seconds"]) / base_rate
+    # the default run's loop: the default position, with the option mass when the default floor needs it
+    default = results[RunConfig.position]
+    default_seconds = default["seconds_mass"] if RunConfig.min_mass else default["seconds"]
+    speed_default = (n_ours / default_seconds) / base_rate
     checks = [(f"fast path vs full forward {worst:.1e} <= {FP32_LIMIT:.0e}" + ("" if fp32 else " (limit is for fp32)"),
                worst <= FP32_LIMIT)]
     if args.model == "smollm2":  # issue 3's goals are stated for the embedded model
         checks += [(f"peak RSS {peak:.0f} MiB < 2048 MiB", peak < 2048),
-                   (f"speed-up of the default (answer) position {speed_answer:.1f}x >= 50x (goal)", speed_answer >= 50)]
+                   (f"speed-up of the default ({RunConfig.position}"
+                    + (", with the option mass" if RunConfig.min_mass else "")
+                    + f") position {speed_default:.1f}x >= 50x (goal)", speed_default >= 50)]
     for text, ok in checks:
         print(f"- {'PASS' if ok else 'MISS'}: {text}")
     if fp32 and worst > FP32_LIMIT:

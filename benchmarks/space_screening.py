@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
 from alignment_study import cached_models, read_cells
-from promptopt.config import build_config
+from promptopt.config import RunConfig, build_config
 from promptopt.host import PluginHost
 from promptopt.runner import open_session
 
 
-def start_losses(host: PluginHost, model: str, country: str, seed: int, samples: int) -> dict[str, float]:
+def start_losses(host: PluginHost, model: str, country: str, seed: int, samples: int,
+                 **settings: Any) -> dict[str, float]:
     """Loss at x0 and the best / mean of `samples` uniform z in the space of (country, seed)."""
-    session = open_session(host, build_config(None, model=model, country=country, seed=seed, icl_baseline=False))
+    session = open_session(host, build_config(None, model=model, country=country, seed=seed, icl_baseline=False,
+                                              **settings))
     space = session.space
     g = torch.Generator().manual_seed(10_000 + seed)   # not the run's own draws
     z = torch.rand(samples, space.dim, generator=g) * 2 - 1
@@ -54,15 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--samples", type=int, default=16, help="uniform z per space (default 16)")
     ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--position", default=RunConfig.position, help="the rows' soft-prompt position (default: a run's)")
+    ap.add_argument("--tokens", type=int, default=RunConfig.tokens, help="the rows' soft-prompt length (default: a run's)")
     args = ap.parse_args(argv)
     if not args.rows.exists():
         ap.error(f"--rows {args.rows} does not exist; give a tune_alignment.py tuning.jsonl")
-    defaults = build_config(None, model=args.model)
-    runs = final_ratios(args.rows, {k: getattr(defaults, k) for k in ("position", "tokens", "subspace", "radius")})
+    settings = {"position": args.position, "tokens": args.tokens}
+    space = build_config(None, model=args.model, **settings)
+    runs = final_ratios(args.rows, {k: getattr(space, k) for k in ("position", "tokens", "subspace", "radius")})
     runs = runs[runs["country"].isin(args.countries) & runs["seed"].isin(args.seeds)]
     finals = runs.groupby(["country", "seed"], as_index=False)["ratio"].mean()
     host = cached_models(PluginHost(load_entrypoints=False))
-    starts = pd.DataFrame([{"country": c, "seed": s, **start_losses(host, args.model, c, s, args.samples)}
+    starts = pd.DataFrame([{"country": c, "seed": s, **start_losses(host, args.model, c, s, args.samples, **settings)}
                            for c in args.countries for s in args.seeds])
     both = starts.merge(finals, on=["country", "seed"])
     if both.empty:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from alignment_study import alternate_wording, append_cell, cached_models, read_cells, run_or_resume, settings_of
+from alignment_study import (alternate_wording, append_cell, cached_models, read_cells, recorded_settings,
+                             run_or_resume, settings_of)
 
 from promptopt.config import RunConfig, build_config
 from promptopt.host import PluginHost
@@ -121,7 +122,8 @@ def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) ->
         if not summary.exists() or json.loads(summary.read_text())["evaluations"] != r["evaluations"]:
             missing += 1
             continue
-        config = config_of(r["options"], r["country"], r["seed"], r["budget"])
+        # the settings the row ran with, not today's defaults (they may have changed since)
+        config = config_of({**recorded_settings(r), **r["options"]}, r["country"], r["seed"], r["budget"])
         alt, aligned = alternate_wording(host, config, run_dir)
         naive = alt(None)
         groups.setdefault((r["variant"], r["budget"]), []).append(

@@ -40,7 +40,7 @@ RUN_OPTIONS = [
     click.option("--generations", type=int, help="generations to run (default: --budget / --popsize)"),
     click.option("--budget", type=int, help="evaluations to spend, instead of --generations (default 480)"),
     click.option("--seed", type=int, help="random seed (default 0)"),
-    click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 2)"),
+    click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 1)"),
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
     click.option("--radius", type=float, help="how far soft prompts may move from x0, in units of the "
                                                "spread of real token embeddings (default 1)"),
@@ -49,10 +49,10 @@ RUN_OPTIONS = [
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
                                       "(default: K random vocabulary tokens, seeded)"),
     click.option("--position", type=click.Choice(POSITIONS),
-                 help="soft tokens at the answer cue (answer, default), as the first tokens of the reply "
-                      "(reply: see --min-mass), at the end of the user message (suffix) or its start (prefix)"),
+                 help="soft tokens as the first tokens of the reply (reply, default), at the answer cue before "
+                      "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),
     click.option("--min-mass", type=float, help="floor on the option mass, the share of the model's next-token "
-                                                 "probability on the answer digits (e.g. 0.1; default: none)"),
+                                                 "probability on the answer digits (default 0.1; 0: no floor)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),

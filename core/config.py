@@ -30,17 +30,17 @@ class RunConfig:
     generations: int | None = None
     budget: int | None = None
     seed: int = 0
-    tokens: int = 2
+    tokens: int = 1
     subspace: int = 64
     radius: float = 1.0
     basis: str = "gaussian"
     init_text: str | None = None
-    position: str = "answer"
+    position: str = "reply"
     device: str = "cpu"
     dtype: str | None = None
     system_prompt: str | None = None
     batch_rows: int | None = None
-    min_mass: float | None = None
+    min_mass: float | None = 0.1   # floor on the option mass; 0 or None: no floor
     target_loss: float | None = None
     patience: int | None = None
     time_limit: float | None = None
@@ -97,8 +97,10 @@ class RunConfig:
              f"--device must be cpu or cuda[:N] (got {self.device!r})")
         need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
         need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
-        need(self.min_mass is None or 0 < self.min_mass < 1,
-             f"--min-mass must be a share of probability between 0 and 1, e.g. 0.1 (got {self.min_mass})")
+        need(self.min_mass is None or 0 <= self.min_mass < 1,
+             f"--min-mass must be a share of probability in [0, 1), e.g. 0.1, or 0 for no floor (got {self.min_mass})")
+        if self.min_mass == 0:
+            self.min_mass = None   # one spelling of "no floor", as config.json and the study record it
         need(self.patience is None or self.patience >= 1, f"--patience must be >= 1 generation (got {self.patience})")
         need(self.time_limit is None or self.time_limit > 0, f"--time-limit must be > 0 seconds (got {self.time_limit})")
         need(self.executor in EXECUTORS, f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})")

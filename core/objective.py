@@ -32,7 +32,7 @@ class SurveyObjective:
             raise ValueError(f"{evaluator.n_items} prompts do not split into {respondents} respondents")
         self.evaluator = evaluator
         self.respondents = respondents
-        self.min_mass = min_mass  # floor on the mean option mass (None: none), see objectives.mass_penalty
+        self.min_mass = min_mass or None  # floor on the mean option mass (0 or None: none), see objectives.mass_penalty
         self.scorer = scorer
         self.target = target
         self.dimensions = tuple(scorer.dimensions)

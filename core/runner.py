@@ -205,6 +205,7 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     if bad:
         raise UsageError(f"--resume continues the run's own config; it cannot change {', '.join(bad)} "
                          f"(only {', '.join(RESUME_OVERRIDABLE)})")
+    saved.setdefault("min_mass", None)   # written before the floor existed: the run had none
     if "generations" in overrides:
         saved["budget"] = None
     if "budget" in overrides:
@@ -311,7 +312,7 @@ def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[
         "evaluations": session.optimizer.evaluations, "generations": len(state.history),
         "stop_reason": state.stop_reason, "seconds": round(state.elapsed, 2),
         "option_mass": float(final.answers.mass.mean()), "naive_option_mass": state.naive["option_mass"],
-        "icl_option_mass": state.icl.get("option_mass") if state.icl else None,
+        "icl_option_mass": state.icl.get("option_mass") if state.icl else None, "min_mass": config.min_mass,
         "batch_rows": objective.evaluator.last_batch_rows,
         "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
         "instrument": session.instrument.name, "run_dir": str(state.run_dir)}
@@ -346,6 +347,10 @@ def write_extras(run_dir: Path, instrument, answers) -> None:
             print(f"warning: could not write {name}: {exc}", file=sys.stderr)
 
 
+# without a floor, the closing table warns when the aligned prompt keeps less than this share of the naive option mass
+MASS_WARNING_SHARE = 0.5
+
+
 def format_comparison(summary: dict[str, Any]) -> str:
     """The before/after table: each dimension, target vs naive (vs ICL) vs aligned."""
     target, icl = summary["target"], summary.get("icl_dimensions")
@@ -364,6 +369,14 @@ def format_comparison(summary: dict[str, Any]) -> str:
         if icl:
             mass_row += f"{icl_mass:>9.1%}" if icl_mass is not None else f"{'–':>9}"
         lines.append(mass_row + f"{summary['option_mass']:>9.1%}")
+        floor, aligned = summary.get("min_mass"), summary["option_mass"]
+        if floor is None and aligned < MASS_WARNING_SHARE * summary["naive_option_mass"]:
+            lines.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers "
+                         f"(naive {summary['naive_option_mass']:.1%}): much of its change may be the model not "
+                         "answering; this run had no floor, --min-mass 0.1 (the default) keeps answers valid")
+        elif floor is not None and aligned < floor:
+            lines.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers, "
+                         f"under this run's --min-mass {floor:g}: the search found nothing above it")
     lines.append(f"{summary['loss_definition']}; answer p = option mass, the next-token probability on the "
                  "answer digits (mean over items)")
     lines.append(f"{summary['evaluations']} evaluations in {summary['seconds']:.0f} s "

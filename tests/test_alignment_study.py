@@ -127,6 +127,10 @@ def test_a_cell_recorded_before_a_setting_existed_counts_as_run_at_its_default()
     assert study.is_done(old, config)
     assert not study.is_done(old, study.build_config(None, budget=480, popsize=8, init_text="{country}"))
     assert not study.is_done({**old, "popsize": 16}, config) and not study.is_done(None, config)
+    # a cell from before the option-mass floor existed ran without one, whatever today's default floor is
+    unfloored = {**old, "settings": {k: v for k, v in old["settings"].items() if k != "min_mass"}}
+    assert study.RunConfig.min_mass and not study.is_done(unfloored, config)
+    assert study.is_done(unfloored, study.build_config(None, budget=480, popsize=8, min_mass=0))
 
 
 def test_processes_sharing_a_study_keep_each_others_baselines(tmp_path):

@@ -32,8 +32,8 @@ def test_a_run_table_is_accepted(tmp_path):
     ("country = 3", "config key 'country' must be str"),
     ("popsize = [", "not valid TOML"),
     ('basis = "pca"', "--basis must be one of gaussian, tokens"),
-    ("min_mass = 1.5", "--min-mass must be a share of probability between 0 and 1"),
-    ("min_mass = 0", "--min-mass must be a share of probability between 0 and 1"),
+    ("min_mass = 1.5", "--min-mass must be a share of probability in \\[0, 1\\)"),
+    ("min_mass = -0.1", "--min-mass must be a share of probability in \\[0, 1\\)"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle):
@@ -55,3 +55,9 @@ def test_generations_come_from_the_budget_in_whole_generations():
         build_config(None, generations=3, budget=64)
     with pytest.raises(UsageError, match="--budget must be at least one generation"):
         build_config(None, budget=5, popsize=8)
+
+
+def test_the_option_mass_floor_is_on_by_default_and_zero_turns_it_off():
+    assert build_config(None).min_mass == RunConfig.min_mass == 0.1
+    assert build_config(None, min_mass=0).min_mass is None      # one spelling of "no floor" in config.json
+    assert build_config(None, min_mass=0.2).min_mass == 0.2

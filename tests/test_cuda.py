@@ -21,12 +21,14 @@ from promptopt.optimizers import DifferentialEvolution
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-POSITIONS = ("answer", "suffix", "prefix")
+POSITIONS = ("reply", "answer", "suffix", "prefix")
 FP32_TOL = 1e-4
 BATCH_TOL = 1e-5
 # bf16 vs fp32 on the tiny model (initialiser range 0.4 amplifies rounding): measured on the CPU,
-# max |probs| 0.03-0.05 and |expected| 0.07-0.10 over the three positions; bounds at 3x that
-BF16_PROBS_TOL, BF16_EXPECTED_TOL = 0.15, 0.3
+# max |probs| 0.04-0.06 and |expected| 0.06-0.12 over answer, suffix, prefix, bounds at ~3x that;
+# reply 0.15 and 0.51 (the answer is read at a soft token's own position, whose rounded input
+# goes straight into it), bounds at 2x
+BF16_TOL = {"reply": (0.3, 1.0), "answer": (0.15, 0.3), "suffix": (0.15, 0.3), "prefix": (0.15, 0.3)}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,9 @@ def test_cuda_bf16_stays_near_fp32(cpu_model, vsm, soft, position):
     want = SoftPromptEvaluator(cpu_model, prompts, n_options, position=position).evaluate(soft)
     got = SoftPromptEvaluator(gpu_model, prompts, n_options, position=position).evaluate(soft.cuda())
     assert torch.isfinite(got.probs).all()
-    assert (got.probs.double().cpu() - want.probs.double()).abs().max().item() <= BF16_PROBS_TOL
-    assert (got.expected.double().cpu() - want.expected.double()).abs().max().item() <= BF16_EXPECTED_TOL
+    probs_tol, expected_tol = BF16_TOL[position]
+    assert (got.probs.double().cpu() - want.probs.double()).abs().max().item() <= probs_tol
+    assert (got.expected.double().cpu() - want.expected.double()).abs().max().item() <= expected_tol
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

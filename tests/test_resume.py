@@ -185,3 +185,18 @@ def test_early_stopping_by_target_loss_and_patience(tmp_path):
             tmp_path / "c", **quiet)
     assert s["stop_reason"] == "time_limit" and s["generations"] < 1000
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["stop_reason"] == "time_limit"
+
+
+def test_a_run_saved_before_the_mass_floor_existed_resumes_without_one(tmp_path, monkeypatch):
+    import promptopt.runner as runner
+
+    run_dir = tmp_path / "run"
+    quiet = dict(progress=False, echo=lambda s: None)
+    run(build_config(None, **{**ARGS, "generations": 2, "min_mass": 0}), PluginHost(load_entrypoints=False), run_dir, **quiet)
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["config"]["min_mass"]                   # as written before --min-mass existed
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    floors, real = [], runner.open_session
+    monkeypatch.setattr(runner, "open_session", lambda host, config: floors.append(config.min_mass) or real(host, config))
+    resume(run_dir, PluginHost(load_entrypoints=False), overrides={"generations": 3}, **quiet)
+    assert floors == [None] and runner.RunConfig.min_mass == 0.1   # not today's default floor

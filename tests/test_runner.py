@@ -15,13 +15,13 @@ from promptopt.optimizers import DifferentialEvolution
 from promptopt.runner import run
 
 
-def test_the_loop_skips_the_option_mass_and_the_baselines_and_final_prompt_keep_it(tmp_path, monkeypatch):
+def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_final_prompt_keep_it(tmp_path, monkeypatch):
     calls = []
     real = SoftPromptEvaluator.evaluate
     monkeypatch.setattr(SoftPromptEvaluator, "evaluate",
                         lambda self, soft, mass=True: calls.append((soft is None, mass)) or real(self, soft, mass))
     printed = []
-    summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=True),
+    summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=True, min_mass=0),
                   PluginHost(load_entrypoints=False), tmp_path / "run", progress=False, echo=printed.append)
     assert calls[:2] == [(True, True), (True, True)]          # naive, ICL: the bare model, with mass
     assert calls[2:-1] == [(False, False)] * 3                  # three generations: no mass
@@ -58,3 +58,25 @@ def test_the_best_loss_is_the_l1_of_the_candidate_with_the_best_fitness(tmp_path
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     # the run's best is chosen by fitness; its reported L1 is that prompt's own (re-scored alone)
     assert abs(history["best_loss"].iloc[-1] - summary["loss"]) < 1e-3
+
+
+def _summary(naive_mass: float, aligned_mass: float, floor: float | None = None) -> dict:
+    dims = {"PDI": 50.0}
+    return {"target": {"name": "Testland", "code": "TL", "source": "test", "scores": {"PDI": 40.0}}, "min_mass": floor,
+            "naive_dimensions": dims, "dimensions": dims, "icl_dimensions": None, "naive_loss": 10.0,
+            "icl_loss": None, "loss": 5.0, "option_mass": aligned_mass, "naive_option_mass": naive_mass,
+            "loss_definition": "L1", "evaluations": 8, "seconds": 1.0, "stop_reason": "budget", "run_dir": "r"}
+
+
+def test_the_closing_table_warns_under_half_the_naive_option_mass_without_a_floor_or_under_the_floor():
+    from promptopt.runner import format_comparison
+
+    def warnings(**kw):
+        return [line for line in format_comparison(_summary(**kw)).splitlines() if line.startswith("warning:")]
+
+    collapsed = warnings(naive_mass=0.32, aligned_mass=0.02)
+    assert len(collapsed) == 1 and "2.0%" in collapsed[0] and "32.0%" in collapsed[0] and "no floor" in collapsed[0]
+    assert warnings(naive_mass=0.32, aligned_mass=0.20) == []
+    assert warnings(naive_mass=0.32, aligned_mass=0.11, floor=0.1) == []       # held the floor: the row says it
+    under = warnings(naive_mass=0.32, aligned_mass=0.08, floor=0.1)
+    assert len(under) == 1 and "8.0%" in under[0] and "--min-mass 0.1" in under[0]

@@ -7,13 +7,14 @@ import json
 import pytest
 
 from conftest import load_benchmark
+from promptopt.config import RunConfig
 from promptopt.host import PluginHost
 
 screening = load_benchmark("space_screening")
 
 
 def _row(country, seed, loss, **settings):
-    base = {"position": "answer", "tokens": 2, "subspace": 64, "radius": 1.0}
+    base = {"position": RunConfig.position, "tokens": RunConfig.tokens, "subspace": 64, "radius": 1.0}
     return {"variant": "v", "options": {"model": "tiny"}, "country": country, "seed": seed, "loss": loss,
             "naive_loss": 100.0, "settings": {**base, **settings}}
 
@@ -24,7 +25,7 @@ def test_spaces_whose_de_results_follow_their_start_loss_correlate_perfectly(tmp
     assert starts[0] == screening.start_losses(host, "tiny", "US", 0, samples=3)  # seeded: same space, same draws
     assert len({round(v["x0"], 6) for v in starts.values()}) == 4, "each seed should give its own space"
     # final results exactly ordered like x0's loss, plus a row in another space that must be ignored
-    rows = [_row("US", s, v["x0"]) for s, v in starts.items()] + [_row("US", 0, 1e6, tokens=4)]
+    rows = [_row("US", s, v["x0"]) for s, v in starts.items()] + [_row("US", 0, 1e6, tokens=RunConfig.tokens + 3)]
     path = tmp_path / "tuning.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert screening.main(["--rows", str(path), "--model", "tiny", "--countries", "US", "--seeds", "0", "1", "2", "3",
