@@ -88,15 +88,16 @@ def test_random_llama3_8b_has_the_real_architecture_and_runs_the_evaluator_exact
     assert torch.equal(backend.embedding_matrix, again.embedding_matrix)  # seeded: same weights every time
 
     prompts = ["How important is it to have sufficient time for your personal life?", "Are you happy?"]
-    evaluator = SoftPromptEvaluator(backend, prompts, [5, 5])
     soft = backend.embedding_matrix[[1000, 2000]][None].clone()
-    fast = evaluator.evaluate(soft)
-    with torch.inference_mode():
-        for q, text in enumerate(prompts):
-            head, tail = split_prompt(backend, text, "answer", None)
-            seq = torch.cat([backend.embed(torch.tensor(head)), soft[0], backend.embed(torch.tensor(tail))])
-            probs = torch.softmax(backend.model(inputs_embeds=seq[None]).logits[0, -1][evaluator.option_ids], -1)
-            assert torch.allclose(probs, fast.probs[0, q], atol=1e-4)
+    for position in ("reply", "answer"):   # the default, and the answer cue (a one-token tail)
+        evaluator = SoftPromptEvaluator(backend, prompts, [5, 5], position=position)
+        fast = evaluator.evaluate(soft)
+        with torch.inference_mode():
+            for q, text in enumerate(prompts):
+                head, tail = split_prompt(backend, text, position, None)
+                parts = [backend.embed(torch.tensor(head)), soft[0]] + ([backend.embed(torch.tensor(tail))] if tail else [])
+                probs = torch.softmax(backend.model(inputs_embeds=torch.cat(parts)[None]).logits[0, -1][evaluator.option_ids], -1)
+                assert torch.allclose(probs, fast.probs[0, q], atol=1e-4), position
 
 
 def test_tokenizer_only_cache_builds_the_random_llama_without_the_wheel(tmp_path, monkeypatch):
