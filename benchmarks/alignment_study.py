@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from promptopt.config import RunConfig, build_config
+from promptopt.config import BEFORE_OPTION_EXISTED, RunConfig, build_config
 from promptopt.errors import PromptoptError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
@@ -56,8 +56,8 @@ from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
 SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init_text", "dtype", "min_mass")  # search settings each cell records
-# what a cell recorded before a setting existed ran at (not today's default: min_mass is now 0.1)
-BEFORE_RECORDED = {"basis": "gaussian", "init_text": None, "min_mass": None}
+# what a cell or run dir that lacks an option ran at: that option was added later
+PREDATED = {**RunConfig().to_dict(), **BEFORE_OPTION_EXISTED}
 DEFAULTS = {
     "countries": ["SA", "US", "CN", "IN", "DE", "JP", "BR", "RU", "GB", "MX"],
     "seeds": [0, 1, 2],
@@ -164,8 +164,8 @@ def settings_of(config) -> dict[str, Any]:
 
 
 def recorded_settings(cell: dict[str, Any]) -> dict[str, Any]:
-    """A cell's settings; one recorded before a setting existed ran at what it then meant (BEFORE_RECORDED)."""
-    return {k: cell.get("settings", {}).get(k, BEFORE_RECORDED.get(k, getattr(RunConfig, k))) for k in SETTINGS}
+    """A cell's settings; one recorded before a setting existed ran at what it then meant."""
+    return {k: cell.get("settings", {}).get(k, PREDATED[k]) for k in SETTINGS}
 
 
 def fmt_time(seconds: float) -> str:
@@ -181,9 +181,7 @@ def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
     """summary.json of the cell's run: reused if complete with the same config, resumed if possible, else rerun."""
     quiet = dict(progress=False, echo=lambda _msg: None)
     saved = read_json(run_dir / "config.json").get("config")
-    # a key the saved config lacks was added later: it ran at what the setting then meant
-    defaults = {**RunConfig().to_dict(), **BEFORE_RECORDED}
-    if saved is not None and any(saved.get(k, defaults[k]) != v for k, v in config.to_dict().items()
+    if saved is not None and any(saved.get(k, PREDATED[k]) != v for k, v in config.to_dict().items()
                                  if k not in ("icl_baseline", "out")):
         shutil.rmtree(run_dir)  # a run with other settings (e.g. from before a default changed): not this cell's
     if (run_dir / "summary.json").exists() and (run_dir / "best" / "soft_prompt.safetensors").exists():

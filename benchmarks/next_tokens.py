@@ -53,16 +53,17 @@ def greedy_reply(backend, inputs: torch.Tensor, new_tokens: int) -> str:
     return backend.tokenizer.decode(ids)
 
 
-def describe(backend, label: str, prompts: list[str], position: str, soft: torch.Tensor | None,
+def describe(backend, label: str, prompts: list[str], n_options: int, config: RunConfig, soft: torch.Tensor | None,
              args) -> list[str]:
     """One table row (mean next-token distribution over the items) and the chosen items' greedy replies."""
-    digits = torch.tensor([backend.single_token_id(str(i + 1)) for i in range(5)], device=backend.device)
-    mean = sum(next_token_probs(backend, reply_inputs(backend, p, position, soft)) for p in prompts) / len(prompts)
+    digits = torch.tensor([backend.single_token_id(str(i + 1)) for i in range(n_options)], device=backend.device)
+    inputs = [reply_inputs(backend, p, config.position, soft, config.system_prompt) for p in prompts]
+    mean = sum(next_token_probs(backend, x) for x in inputs) / len(prompts)
     top = Counter({backend.tokenizer.decode([int(i)]): float(v) for v, i in zip(*mean.topk(args.top))})
     cells = ", ".join(f"{tok!r} {p:.1%}" for tok, p in top.most_common())
     lines = [f"| {label} | {float(mean[digits].sum()):.1%} | {cells} |"]
     for item in args.items:
-        reply = greedy_reply(backend, reply_inputs(backend, prompts[item - 1], position, soft), args.new_tokens)
+        reply = greedy_reply(backend, inputs[item - 1], args.new_tokens)
         lines.append(f"|   item {item} | | {reply!r} |")
     return lines
 
@@ -86,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                 backends[key] = host.create_model(config.model, device=config.device, dtype=config.dtype)
                 backend = backends[key]
                 instrument = host.create_instrument(config.instrument)
-                prompts = instrument.prompts(args.wording)
+                prompts, n_options = instrument.prompts(args.wording), max(instrument.n_options)
                 if not all(1 <= i <= len(prompts) for i in args.items):
                     ap.error(f"--items must be item numbers 1..{len(prompts)} (got {args.items})")
                 out += [f"# next tokens: {config.model}, {instrument.name} ({args.wording} wording), "
                         f"mean over {len(prompts)} items", "",
-                        "| prompt | digits 1-5 | top next tokens (mean probability) |", "|---|---:|---|"]
-                out += describe(backend, "bare model", prompts, config.position, None, args)
+                        f"| prompt | digits 1-{n_options} | top next tokens (mean probability) |",
+                        "|---|---:|---|"]
+                out += describe(backend, "bare model", prompts, n_options, config, None, args)
             out += describe(backends[key], f"{run_dir.name} ({config.position}, K={config.tokens})", prompts,
-                            config.position, soft, args)
+                            n_options, config, soft, args)
     except FileNotFoundError as exc:
         print(f"error: {exc.filename} does not exist; give run directories written by `promptopt run`", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ from .errors import UsageError
 POSITIONS = ("suffix", "prefix", "answer", "reply")
 EXECUTORS = ("local", "ray")
 BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
+# what a config saved before an option existed ran at, where that is not today's default
+BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None}   # the floor came in off, then became default 0.1
 
 
 @dataclass

@@ -25,7 +25,7 @@ from promptopt.objectives import L1_DESCRIPTION, simulated_respondents
 from . import __version__
 from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
-from .config import RunConfig, config_from_mapping
+from .config import BEFORE_OPTION_EXISTED, RunConfig, config_from_mapping
 from .distributed import make_executor
 from .errors import CheckpointError, PromptoptError, UsageError
 from .evaluator import SoftPromptEvaluator
@@ -205,7 +205,7 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     if bad:
         raise UsageError(f"--resume continues the run's own config; it cannot change {', '.join(bad)} "
                          f"(only {', '.join(RESUME_OVERRIDABLE)})")
-    saved.setdefault("min_mass", None)   # written before the floor existed: the run had none
+    saved = {**BEFORE_OPTION_EXISTED, **saved}   # options the run predates: as they then were
     if "generations" in overrides:
         saved["budget"] = None
     if "budget" in overrides:
