@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from promptopt.config import BEFORE_OPTION_EXISTED, RunConfig, build_config
+from promptopt.config import BEFORE_OPTION_EXISTED, INITS, RunConfig, build_config
 from promptopt.errors import PromptoptError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
@@ -55,7 +55,7 @@ from promptopt.models.backend import DTYPES
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
-SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init_text", "dtype", "min_mass")  # search settings each cell records
+SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init", "init_text", "dtype", "min_mass")  # search settings each cell records
 # what a cell or run dir that lacks an option ran at: that option was added later
 PREDATED = {**RunConfig().to_dict(), **BEFORE_OPTION_EXISTED}
 DEFAULTS = {
@@ -149,7 +149,7 @@ def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False
     return build_config(None, model=args.model, device=args.device, dtype=args.dtype, country=country,
                         optimizer=optimizer, seed=seed, budget=args.budget,
                         popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl,
-                        min_mass=args.min_mass)
+                        min_mass=args.min_mass, init=args.init)
 
 
 def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
@@ -511,6 +511,8 @@ def parse_args(argv: list[str] | None = None):
                    help=f"population per optimizer; a bare N for the others (default: 16 de={RunConfig.popsize})")
     p.add_argument("--min-mass", type=float, default=None,
                    help="floor on the option mass for every optimizer's runs (default: a run's, 0.1; 0: none)")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="where every optimizer's soft prompts start (default: a run's, random)")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--dtype", default=None, choices=["auto", *DTYPES],

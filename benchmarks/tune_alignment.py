@@ -114,7 +114,7 @@ def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) ->
 
     A row whose run dir no longer holds its prompt (continued to a larger budget under the same
     variant name, or deleted) is left out and counted."""
-    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    groups: dict[tuple[str, int], list[tuple[str, float, float]]] = {}
     missing = 0
     for r in rows:
         run_dir = run_dir_of(out, r["variant"], r["country"], r["seed"])
@@ -127,13 +127,17 @@ def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) ->
         alt, aligned = alternate_wording(host, config, run_dir)
         naive = alt(None)
         groups.setdefault((r["variant"], r["budget"]), []).append(
-            (float(aligned.loss[0]) / float(naive.loss[0]) - 1, float(aligned.answers.mass.mean())))
+            (r["country"], float(aligned.loss[0]) / float(naive.loss[0]) - 1, float(aligned.answers.mass.mean())))
     lines = ["| variant | budget | runs | mean change vs naive on the alternate wording (± standard error) "
-             "| runs below naive | option mass (median), alternate wording |", "|---|---:|---:|---:|---:|---:|"]
+             "| runs below naive | countries below naive (median over seeds) | option mass (median), alternate wording |",
+             "|---|---:|---:|---:|---:|---|---:|"]
     for (name, budget), found in groups.items():
-        changes = [-c for c, _ in found]
+        changes = [-c for _, c, _ in found]
+        by_country = {country: statistics.median(c for k, c, _ in found if k == country) for country, _, _ in found}
+        failing = [country for country, c in by_country.items() if c >= 0]
+        countries = f"{len(by_country) - len(failing)}/{len(by_country)}" + (f" (not: {' '.join(failing)})" if failing else "")
         lines.append(f"| {name} | {budget} | {len(found)} | {-100 * statistics.mean(changes):+.1f}%{_se(changes)} "
-                     f"| {sum(c > 0 for c in changes)}/{len(found)} | {statistics.median(m for _, m in found):.3f} |")
+                     f"| {sum(c > 0 for c in changes)}/{len(found)} | {countries} | {statistics.median(m for _, _, m in found):.3f} |")
     if missing:
         lines.append(f"\n{missing} row(s) left out: their run dir no longer holds that run's prompt")
     return "\n".join(lines)

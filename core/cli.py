@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .config import BASES, EXECUTORS, POSITIONS
+from .config import BASES, EXECUTORS, INITS, POSITIONS
 from .errors import PromptoptError, UsageError
 from .host import KINDS, PluginHost
 
@@ -46,8 +46,11 @@ RUN_OPTIONS = [
                                                "spread of real token embeddings (default 1)"),
     click.option("--basis", type=click.Choice(BASES),
                  help="directions of the subspace: Gaussian (default) or real tokens' embeddings minus their mean"),
+    click.option("--init", type=click.Choice(INITS),
+                 help="where the soft prompt starts: K random vocabulary tokens (random, default, seeded) or the "
+                      "punctuation token after which the model's answers fit the target best (screen)"),
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
-                                      "(default: K random vocabulary tokens, seeded)"),
+                                      "(instead of --init)"),
     click.option("--position", type=click.Choice(POSITIONS),
                  help="soft tokens as the first tokens of the reply (reply, default), at the answer cue before "
                       "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),

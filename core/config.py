@@ -13,9 +13,11 @@ from .errors import UsageError
 
 POSITIONS = ("suffix", "prefix", "answer", "reply")
 EXECUTORS = ("local", "ray")
+INITS = ("random", "screen")   # where x0 starts without --init-text (runner.init_ids)
 BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
 # what a config saved before an option existed ran at, where that is not today's default
-BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None}   # the floor came in off, then became default 0.1
+BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None,   # the floor came in off, then became default 0.1
+                                         "init": "random"}    # x0 was K random tokens before screening
 
 
 @dataclass
@@ -36,6 +38,7 @@ class RunConfig:
     subspace: int = 64
     radius: float = 1.0
     basis: str = "gaussian"
+    init: str = "random"
     init_text: str | None = None
     position: str = "reply"
     device: str = "cpu"
@@ -87,12 +90,14 @@ class RunConfig:
         need(self.subspace >= 0, f"--subspace must be >= 0, 0 meaning direct search (got {self.subspace})")
         need(self.radius > 0, f"--radius must be > 0 (got {self.radius})")
         need(self.basis in BASES, f"--basis must be one of {', '.join(BASES)} (got {self.basis!r})")
+        need(self.init in INITS, f"--init must be one of {', '.join(INITS)} (got {self.init!r})")
+        need(self.init_text is None or self.init == "random", "give --init-text or --init screen, not both")
         if self.init_text is not None:
             try:
                 filled = self.init_text.format(country="Country")
             except (KeyError, IndexError, ValueError):
                 filled = ""
-            need(filled.strip() != "", f"--init-text must be non-empty text, with {{country}} as its only "
+            need(filled != "", f"--init-text must be non-empty text (a space is a token), with {{country}} as its only "
                                        f"placeholder (got {self.init_text!r})")
         need(self.position in POSITIONS, f"--position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
         need(self.device == "cpu" or self.device.startswith("cuda"),

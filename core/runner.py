@@ -32,7 +32,7 @@ from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
 from .rundir import write_history, write_json, write_soft_prompt
-from .softprompt import SoftPromptSpace, make_space
+from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
 
 # stopping rules, and where generations are evaluated (which does not change the numbers)
 RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience",
@@ -123,9 +123,16 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
         raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
 
 
-def init_ids(backend, config: RunConfig, target) -> list[int] | None:
-    """Token ids of --init-text with {country} filled in (None: start from random tokens)."""
-    return None if config.init_text is None else backend.encode(config.init_text.format(country=target.name))
+def init_ids(backend, config: RunConfig, target, objective) -> list[int] | None:
+    """Token ids x0 starts from: --init-text with {country} filled in, the fittest punctuation
+    token (--init screen: one population scored before the search, not counted in its budget),
+    or None: K random tokens."""
+    if config.init_text is not None:
+        return backend.encode(config.init_text.format(country=target.name))
+    if config.init == "screen":
+        return fittest_tokens(backend.embedding_matrix, punctuation_ids(backend.tokenizer), config.tokens,
+                              lambda soft: objective(soft, mass=False).fitness)
+    return None
 
 
 def open_session(host: PluginHost, config: RunConfig) -> Session:
@@ -133,7 +140,7 @@ def open_session(host: PluginHost, config: RunConfig) -> Session:
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
-                           set(backend.tokenizer.all_special_ids), config.radius, init_ids(backend, config, target),
+                           set(backend.tokenizer.all_special_ids), config.radius, init_ids(backend, config, target, objective),
                            config.basis)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -113,6 +113,17 @@ def test_the_study_passes_its_dtype_to_every_cell():
         assert study.cell_config(args, "US", "de", 0).dtype == dtype
 
 
+def test_the_study_passes_its_init_to_every_cell_and_old_cells_count_as_random_init():
+    study = _load()
+    args = study.parse_args(["--device", "cpu", "--init", "screen"])
+    args.popsizes = study.parse_popsizes(args.popsize)
+    config = study.cell_config(args, "US", "random", 0)
+    assert config.init == "screen" and config.popsize == 16
+    old = {"budget": 480, "popsize": 16, "settings": {k: v for k, v in study.settings_of(config).items() if k != "init"}}
+    assert not study.is_done(old, config)             # a cell recorded before --init: random, not screen
+    assert study.is_done(old, study.build_config(None, budget=480, popsize=16, optimizer="random"))
+
+
 def test_a_bad_dtype_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         _load().parse_args(["--dtype", "float99"])

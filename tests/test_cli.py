@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import torch
 import os
 
 import pandas as pd
@@ -83,7 +85,8 @@ def test_other_optimizers_run_end_to_end(tmp_path, optimizer):
     (["--instrument", "missing.toml"], "does not exist"),
     (["--device", "tpu"], "--device must be cpu or cuda"),
     (["--init-text", "{nation}"], "{country} as its only placeholder"),
-    (["--init-text", " "], "--init-text must be non-empty"),
+    (["--init-text", ""], "--init-text must be non-empty"),
+    (["--init", "screen", "--init-text", "hi"], "give --init-text or --init screen, not both"),
 ])
 def test_bad_input_exits_2_with_one_line_saying_what_is_allowed(tmp_path, args, needle):
     code, stdout, stderr = invoke(["run", *TINY, *args, "--out", str(tmp_path / "r")])
@@ -137,6 +140,29 @@ def test_a_run_whose_optimizer_cannot_save_state_runs_but_refuses_to_resume(tmp_
     assert invoke(["run", *TINY, "--optimizer", "ng:NGOpt", "--out", str(tmp_path / "r")])[0] == 0
     code, _, err = invoke(["run", "--resume", str(tmp_path / "r"), "--generations", "4", "--quiet"])
     assert code == 2 and "cannot be resumed" in err
+
+
+def test_init_screen_starts_at_the_punctuation_token_with_the_lowest_fitness(tmp_path):
+    from promptopt.config import build_config
+    from promptopt.host import PluginHost
+    from promptopt.runner import build_objective
+    from promptopt.softprompt import punctuation_ids
+
+    out = tmp_path / "r"
+    code, _, stderr = invoke(["run", *TINY, "--generations", "1", "--tokens", "2", "--init", "screen",
+                              "--out", str(out)])
+    assert code == 0, stderr
+    chosen = json.loads((out / "config.json").read_text())["search_space"]["init_tokens"]
+    # by hand: every punctuation token, repeated K = 2 times, scored by the run's own objective
+    host = PluginHost(load_entrypoints=False)
+    config = build_config(None, model="tiny", tokens=2)
+    backend = host.create_model("tiny")
+    objective = build_objective(host, config, backend)[3]
+    ids = punctuation_ids(backend.tokenizer)
+    soft = backend.embedding_matrix[torch.tensor(ids)][:, None, :].repeat(1, 2, 1)
+    fitness = objective(soft).fitness
+    assert chosen == [ids[int(fitness.argmin())]] * 2
+    assert float(fitness[ids.index(chosen[0])]) == float(fitness.min())
 
 
 def test_init_text_starts_the_soft_prompt_at_the_targets_name(tmp_path):

@@ -187,16 +187,19 @@ def test_early_stopping_by_target_loss_and_patience(tmp_path):
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["stop_reason"] == "time_limit"
 
 
-def test_a_run_saved_before_the_mass_floor_existed_resumes_without_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("key, given, then", [("min_mass", 0, None), ("init", "random", "random")])
+def test_a_run_saved_before_an_option_existed_resumes_as_it_ran_then(tmp_path, monkeypatch, key, given, then):
     import promptopt.runner as runner
+    from promptopt.config import BEFORE_OPTION_EXISTED
 
+    assert BEFORE_OPTION_EXISTED[key] == then
     run_dir = tmp_path / "run"
     quiet = dict(progress=False, echo=lambda s: None)
-    run(build_config(None, **{**ARGS, "generations": 2, "min_mass": 0}), PluginHost(load_entrypoints=False), run_dir, **quiet)
+    run(build_config(None, **{**ARGS, "generations": 2, key: given}), PluginHost(load_entrypoints=False), run_dir, **quiet)
     saved = json.loads((run_dir / "config.json").read_text())
-    del saved["config"]["min_mass"]                   # as written before --min-mass existed
+    del saved["config"][key]                          # as written before the option existed
     (run_dir / "config.json").write_text(json.dumps(saved))
-    floors, real = [], runner.open_session
-    monkeypatch.setattr(runner, "open_session", lambda host, config: floors.append(config.min_mass) or real(host, config))
+    seen, real = [], runner.open_session
+    monkeypatch.setattr(runner, "open_session", lambda host, config: seen.append(getattr(config, key)) or real(host, config))
     resume(run_dir, PluginHost(load_entrypoints=False), overrides={"generations": 3}, **quiet)
-    assert floors == [None] and runner.RunConfig.min_mass == 0.1   # not today's default floor
+    assert seen == [then]   # what the run ran with, whatever today's default is

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from promptopt.softprompt import make_space
+from promptopt.softprompt import fittest_tokens, make_space, punctuation_ids
 
 
 @pytest.fixture
@@ -117,3 +117,27 @@ def test_both_bases_move_candidates_about_as_far_from_x0(table):
 def test_bad_basis_is_rejected(table):
     with pytest.raises(ValueError, match="basis"):
         make_space(table, 2, 5, seed=0, basis="pca")
+
+
+def test_punctuation_candidates_are_single_marks_or_a_space_and_never_special():
+    from promptopt.models import build_tiny
+
+    tokenizer = build_tiny().tokenizer
+    ids = punctuation_ids(tokenizer)
+    assert ids and not set(ids) & set(tokenizer.all_special_ids)
+    assert all(len(tokenizer.decode([i])) == 1 and not tokenizer.decode([i]).isalnum() for i in ids)
+
+
+@pytest.mark.parametrize("n_tokens", [1, 3])
+def test_fittest_tokens_repeats_the_candidate_of_lowest_fitness_k_times(table, n_tokens):
+    target = table[7]
+    seen = []
+
+    def fitness(soft):   # lowest for the candidate whose every token is row 7 of the table
+        seen.append(soft.shape)
+        return (soft - target).abs().sum((1, 2))
+
+    assert fittest_tokens(table, [3, 7, 11], n_tokens, fitness) == [7] * n_tokens
+    assert seen == [(3, n_tokens, table.shape[1])]   # one population, scored in one call
+    with pytest.raises(ValueError, match="no candidate"):
+        fittest_tokens(table, [], n_tokens, fitness)

@@ -94,6 +94,8 @@ def test_alternate_report_scores_each_runs_prompt_on_the_alternate_wording_and_l
         changes.append(float(aligned.loss[0]) / float(alt(None).loss[0]) - 1)
     assert line.startswith(f"| a | 8 | 2 | {100 * sum(changes) / 2:+.1f}% ± ")
     assert f"| {sum(c < 0 for c in changes)}/2 |" in line
+    # one country, two seeds: below naive when the median of the two changes is
+    assert ("| 1/1 |" if sorted(changes)[0] + sorted(changes)[1] < 0 else "| 0/1 (not: US) |") in line
 
     # continuing the variant to a larger budget overwrites its run dirs: the 8-evaluation rows are left out
     assert tune_alignment.main(args[:-4] + ["--budget", "12", "--out", str(tmp_path)]) == 0
