@@ -17,22 +17,22 @@ from promptopt.config import build_config
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
 host = cached_models(PluginHost(load_entrypoints=False))
-cfg = build_config(None, icl_baseline=False)
-be = host.create_model(cfg.model)
-main = runner.build_objective(host, cfg, be)[3]
-alt = runner.build_objective(host, cfg, be, wording="alternate")[3]
+config = build_config(None, icl_baseline=False)
+backend = host.create_model(config.model)
+main = runner.build_objective(host, config, backend)[3]
+alt = runner.build_objective(host, config, backend, wording="alternate")[3]
 n_main, n_alt = main(None).answers.expected[0], alt(None).answers.expected[0]
 print("naive main vs alt item answers corr", float(torch.corrcoef(torch.stack([n_main, n_alt]))[0, 1]))
-out = {}
+correlations: dict[str, list[float]] = {}
 ROOT = Path(__file__).resolve().parents[1]
 patterns = sys.argv[1:] or ["study/runs/*-de-*", "study/screen/runs/*"]
 for d in [d for p in patterns for d in sorted(ROOT.glob(p))]:
     if not (d / "summary.json").exists():   # still running
         continue
     soft, _ = load_soft_prompt(d)
-    sm = main(soft[None]).answers.expected[0] - n_main
-    sa = alt(soft[None]).answers.expected[0] - n_alt
-    c = float(torch.corrcoef(torch.stack([sm, sa]))[0, 1])
-    out.setdefault(d.parent.parent.name + ":" + d.name.split("-")[1], []).append(c)
-for k, v in out.items():
+    shift_main = main(soft[None]).answers.expected[0] - n_main
+    shift_alt = alt(soft[None]).answers.expected[0] - n_alt
+    c = float(torch.corrcoef(torch.stack([shift_main, shift_alt]))[0, 1])
+    correlations.setdefault(d.parent.parent.name + ":" + d.name.split("-")[1], []).append(c)
+for k, v in correlations.items():
     print(k, len(v), "median corr of item shifts main vs alt", round(statistics.median(v), 2), "range", round(min(v), 2), round(max(v), 2))

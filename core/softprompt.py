@@ -118,8 +118,8 @@ def punctuation_ids(tokenizer) -> list[int]:
     Words as a reply's first token make the model go on with the word, not answer (the option
     mass near a random token is ~0.1%); after a mark or a space it still answers (SmolLM2: 29-95%)."""
     special = set(tokenizer.all_special_ids)
-    return [i for i in range(len(tokenizer))
-            if i not in special and tokenizer.decode([i]) in set(string.punctuation + " ")]
+    singles = (tokenizer.encode(mark, add_special_tokens=False) for mark in string.punctuation + " ")
+    return sorted({ids[0] for ids in singles if len(ids) == 1 and ids[0] not in special})
 
 
 def fittest_tokens(embedding_matrix: torch.Tensor, ids: list[int], n_tokens: int,
