@@ -67,10 +67,19 @@ def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], cou
     config = config_of(options, country, seed, budget)
     run_dir = run_dir_of(out, name, country, seed)
     summary = run_or_resume(host, config, run_dir)
-    return {"variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
+    return {**held_out(host, config, run_dir), "variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
             "settings": settings_of(config),
             "loss": summary["loss"], "naive_loss": summary["naive_loss"], "dimensions": summary["dimensions"],
             "option_mass": summary["option_mass"], "evaluations": summary["evaluations"], "seconds": summary["seconds"], "curve": best_curve(run_dir)}
+
+
+def held_out(host: PluginHost, config: RunConfig, run_dir: Path) -> dict[str, float]:
+    """The run's best prompt and the bare model on the alternate wording, kept in the row (run
+    dirs are not committed, so --alternate can report a sweep on any checkout)."""
+    alt, aligned = alternate_wording(host, config, run_dir)
+    naive = alt(None)
+    return {"alt_loss": float(aligned.loss[0]), "alt_naive_loss": float(naive.loss[0]),
+            "alt_option_mass": float(aligned.answers.mass.mean())}
 
 
 def best_curve(run_dir: Path) -> list[list[float]]:
@@ -110,24 +119,25 @@ def curve_report(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
 
 
 def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) -> str:
-    """Held-out check of a sweep: each row's best prompt (from its run dir) on the alternate wording.
+    """Held-out check of a sweep: each row's best prompt on the alternate wording.
 
-    A row whose run dir no longer holds its prompt (continued to a larger budget under the same
-    variant name, or deleted) is left out and counted."""
+    Rows record it since they are written; an older row is scored from its run dir, and one whose
+    run dir no longer holds its prompt (continued to a larger budget under the same variant name,
+    or not on this checkout) is left out and counted."""
     groups: dict[tuple[str, int], list[tuple[str, float, float]]] = {}
     missing = 0
     for r in rows:
-        run_dir = run_dir_of(out, r["variant"], r["country"], r["seed"])
-        summary = run_dir / "summary.json"
-        if not summary.exists() or json.loads(summary.read_text())["evaluations"] != r["evaluations"]:
-            missing += 1
-            continue
-        # the settings the row ran with, not today's defaults (they may have changed since)
-        config = config_of({**recorded_settings(r), **r["options"]}, r["country"], r["seed"], r["budget"])
-        alt, aligned = alternate_wording(host, config, run_dir)
-        naive = alt(None)
+        if "alt_loss" not in r:
+            run_dir = run_dir_of(out, r["variant"], r["country"], r["seed"])
+            summary = run_dir / "summary.json"
+            if not summary.exists() or json.loads(summary.read_text())["evaluations"] != r["evaluations"]:
+                missing += 1
+                continue
+            # the settings the row ran with, not today's defaults (they may have changed since)
+            config = config_of({**recorded_settings(r), **r["options"]}, r["country"], r["seed"], r["budget"])
+            r = {**r, **held_out(host, config, run_dir)}
         groups.setdefault((r["variant"], r["budget"]), []).append(
-            (r["country"], float(aligned.loss[0]) / float(naive.loss[0]) - 1, float(aligned.answers.mass.mean())))
+            (r["country"], r["alt_loss"] / r["alt_naive_loss"] - 1, r["alt_option_mass"]))
     lines = ["| variant | budget | runs | mean change vs naive on the alternate wording (± standard error) "
              "| runs below naive | countries below naive (median over seeds) | option mass (median), alternate wording |",
              "|---|---:|---:|---:|---:|---|---:|"]

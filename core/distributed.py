@@ -108,7 +108,7 @@ class SurveyWorker:
     without Ray.
     """
 
-    def __init__(self, config, threads: int | None = None) -> None:
+    def __init__(self, config, threads: int | None = None, init_tokens: list[int] | None = None) -> None:
         import dataclasses
 
         from .host import PluginHost
@@ -121,7 +121,7 @@ class SurveyWorker:
         if str(config.device).startswith("cuda"):  # Ray shows a GPU actor only its own GPU, as cuda:0
             config = dataclasses.replace(config, device="cuda")
         started = time.perf_counter()
-        self.session = open_session(PluginHost(), config)
+        self.session = open_session(PluginHost(), config, init_tokens)
         self.setup_seconds = time.perf_counter() - started
         self.evaluations = 0
 
@@ -227,6 +227,8 @@ class RayExecutor:
         self.actors: list[Any] = []
         self._infos: dict[Any, dict] = {}
         self._reference = space_fingerprint(session.space) if session is not None else None
+        # x0's tokens as the driver chose them: an actor need not redo --init screen's scoring
+        self._init_tokens = session.space.init_tokens if session is not None else None
         try:
             for _ in range(self.n_actors):
                 self.actors.append(self._start_actor())
@@ -238,7 +240,7 @@ class RayExecutor:
     # --- the pool -------------------------------------------------------------------------
 
     def _start_actor(self):
-        actor = self._remote_cls.options(**self.actor_options).remote(self.config, self.threads)
+        actor = self._remote_cls.options(**self.actor_options).remote(self.config, self.threads, self._init_tokens)
         self._infos[actor] = {"ready": actor.info.remote()}
         return actor
 

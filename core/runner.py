@@ -135,13 +135,16 @@ def init_ids(backend, config: RunConfig, target, objective) -> list[int] | None:
     return None
 
 
-def open_session(host: PluginHost, config: RunConfig) -> Session:
+def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | None = None) -> Session:
+    """``init_tokens``: x0's token ids when already known (a Ray actor gets the driver's, so it
+    does not redo --init screen's scoring); else from the config (init_ids)."""
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
+    if init_tokens is None:
+        init_tokens = init_ids(backend, config, target, objective)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
-                           set(backend.tokenizer.all_special_ids), config.radius, init_ids(backend, config, target, objective),
-                           config.basis)
+                           set(backend.tokenizer.all_special_ids), config.radius, init_tokens, config.basis)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))

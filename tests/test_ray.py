@@ -48,6 +48,28 @@ def test_bad_executor_options_exit_2(tmp_path, args, needle):
     assert code == 2 and needle in stderr, stderr
 
 
+def test_a_worker_given_the_drivers_init_tokens_builds_its_space_without_redoing_the_screening(monkeypatch):
+    """--init screen scores a population before the search; each Ray actor gets the driver's
+    pick instead of scoring it again (plain Python: no Ray needed)."""
+    from promptopt import runner
+    from promptopt.config import RunConfig
+    from promptopt.distributed import SurveyWorker, space_fingerprint
+    from promptopt.host import PluginHost
+
+    config = RunConfig(model="tiny", popsize=4, seed=5, init="screen").validate()
+    driver = runner.open_session(PluginHost(), config)
+
+    def screening(*args, **kwargs):
+        raise AssertionError("the worker screened again")
+
+    monkeypatch.setattr(runner, "fittest_tokens", screening)
+    worker = SurveyWorker(config, init_tokens=driver.space.init_tokens)
+    assert worker.session.space.init_tokens == driver.space.init_tokens
+    assert space_fingerprint(worker.session.space) == space_fingerprint(driver.space)
+    with pytest.raises(AssertionError, match="screened again"):   # without them it would
+        SurveyWorker(config)
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     if ray is None:
@@ -96,6 +118,7 @@ def test_ray_actors_give_the_local_per_candidate_losses(ray_session):
     local = LocalExecutor(session)(z)
     with RayExecutor(config, session, actors=2) as executor:
         assert len(executor.actors) == 2 and not executor._owns_ray
+        assert executor._init_tokens == session.space.init_tokens   # what each actor is given
         remote = executor(z)
         assert executor.stats.chunks == [4, 3]
         pids = {info["pid"] for info in executor._infos.values()}

@@ -82,8 +82,6 @@ def test_alternate_report_scores_each_runs_prompt_on_the_alternate_wording_and_l
             "--out", str(tmp_path)]
     assert tune_alignment.main(args) == 0
     capsys.readouterr()
-    assert tune_alignment.main(args + ["--report-only", "--alternate"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| a | 8 |"))
     # the same numbers by hand: each run's saved prompt and the bare model on the alternate wording
     from promptopt.config import build_config
     from promptopt.host import PluginHost
@@ -92,15 +90,34 @@ def test_alternate_report_scores_each_runs_prompt_on_the_alternate_wording_and_l
         config = build_config(None, model="tiny", popsize=4, country="US", seed=seed, budget=8, icl_baseline=False)
         alt, aligned = tune_alignment.alternate_wording(host, config, tmp_path / "tuning-runs" / f"a-US-{seed}")
         changes.append(float(aligned.loss[0]) / float(alt(None).loss[0]) - 1)
-    assert line.startswith(f"| a | 8 | 2 | {100 * sum(changes) / 2:+.1f}% ± ")
-    assert f"| {sum(c < 0 for c in changes)}/2 |" in line
-    # one country, two seeds: below naive when the median of the two changes is
-    assert ("| 1/1 |" if sorted(changes)[0] + sorted(changes)[1] < 0 else "| 0/1 (not: US) |") in line
+    rows = [json.loads(x) for x in (tmp_path / "tuning.jsonl").read_text().splitlines()]
+    assert [r["alt_loss"] / r["alt_naive_loss"] - 1 for r in rows] == pytest.approx(changes)   # kept in the row
 
-    # continuing the variant to a larger budget overwrites its run dirs: the 8-evaluation rows are left out
+    def alternate_line(variant_budget):
+        assert tune_alignment.main(args + ["--report-only", "--alternate"]) == 0
+        out = capsys.readouterr().out
+        return out, next((x for x in out.splitlines() if x.startswith(variant_budget)), None)
+
+    # rows written before they kept the held-out scores: scored from their run dirs, same numbers
+    (tmp_path / "tuning.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.items() if not k.startswith("alt_")}) + "\n" for r in rows))
+    for source in ("run dirs", "rows"):
+        _, line = alternate_line("| a | 8 |")
+        assert line.startswith(f"| a | 8 | 2 | {100 * sum(changes) / 2:+.1f}% ± "), source
+        assert f"| {sum(c < 0 for c in changes)}/2 |" in line
+        # one country, two seeds: below naive when the median of the two changes is
+        assert ("| 1/1 |" if sorted(changes)[0] + sorted(changes)[1] < 0 else "| 0/1 (not: US) |") in line
+        (tmp_path / "tuning.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    # continuing the variant to a larger budget overwrites its run dirs: rows that keep their
+    # held-out scores stay in the table, an old row without them is left out
     assert tune_alignment.main(args[:-4] + ["--budget", "12", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
-    assert tune_alignment.main(args + ["--report-only", "--alternate"]) == 0
-    out = capsys.readouterr().out
-    assert "| a | 12 | 2 |" in out and "| a | 8 |" not in out
-    assert "2 row(s) left out" in out
+    out, line = alternate_line("| a | 8 |")
+    assert "| a | 12 | 2 |" in out and line.startswith("| a | 8 | 2 |") and "left out" not in out
+    lines = (tmp_path / "tuning.jsonl").read_text().splitlines()
+    (tmp_path / "tuning.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in json.loads(x).items() if not k.startswith("alt_")}) + "\n"
+                for x in lines[:2]) + "\n".join(lines[2:]) + "\n")
+    out, line = alternate_line("| a | 8 |")
+    assert line is None and "| a | 12 | 2 |" in out and "2 row(s) left out" in out
