@@ -11,7 +11,8 @@ JSON line of ``OUT/tuning.jsonl`` (default ``study/tuning.jsonl``), so a sweep r
 stopped and later sweeps add to the same table; ``--report-only`` prints the table. The
 table gives, per variant, the L1 per country (median over seeds), its reduction vs the naive
 model, the reduction pooled over every run (mean, and how many runs reached -50%: with a seed
-spread this large a 3-seed median is a noisy statistic), and the seconds per evaluation;
+spread this large a 3-seed median is a noisy statistic), and the seconds per evaluation.
+Each row also keeps its best prompt's loss on the alternate wording (``--alternate`` reports it);
 docs/TUNING.md records the sweeps that set the defaults.
 """
 
