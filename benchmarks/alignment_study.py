@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dimension_shifts
+
 from promptopt.config import BEFORE_OPTION_EXISTED, INITS, RunConfig, build_config
 from promptopt.errors import PromptoptError
 from promptopt.evaluate import load_soft_prompt
@@ -440,6 +442,11 @@ def write_report(cells_path: Path, results: Path) -> None:
             r = row["optimizers"].get(opt)
             cols.append(f"{_f(r['alt_loss'])} ({_f(r['loss'])})" if r else "–")
         lines.append(f"| {country} | {_f(row['alt_naive'])} ({_f(row['naive'][0])}) | " + " | ".join(cols) + " |")
+    held_out = dimension_shifts.shifts(cells, "de")
+    if not held_out.empty:
+        lines += ["", "Per dimension, DE's runs: the shift a prompt gives each score (aligned minus bare model) on "
+                  "each wording (`benchmarks/dimension_shifts.py`; docs/TUNING.md reads it).", "",
+                  dimension_shifts.report(held_out)]
 
     lines += ["", "## Answer validity: option mass", "",
               "The share of the model's next-token probability that falls on the answer digits (mean over the "

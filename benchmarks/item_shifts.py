@@ -23,6 +23,8 @@ main = runner.build_objective(host, config, backend)[3]
 alt = runner.build_objective(host, config, backend, wording="alternate")[3]
 n_main, n_alt = main(None).answers.expected[0], alt(None).answers.expected[0]
 print("naive main vs alt item answers corr", float(torch.corrcoef(torch.stack([n_main, n_alt]))[0, 1]))
+for wording, means in (("main", n_main), ("alternate", n_alt)):
+    print(f"naive item means ({wording}): {float(means.min()):.2f}-{float(means.max()):.2f} on 1-5 scales")
 correlations: dict[str, list[float]] = {}
 ROOT = Path(__file__).resolve().parents[1]
 patterns = sys.argv[1:] or ["study/runs/*-de-*", "study/screen/runs/*"]

@@ -46,6 +46,11 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     us_de = [c["option_mass"] for c in cells if c["key"] == "US-de-0"][0]
     naive_us = [c["naive_option_mass"] for c in cells if c["country"] == "US"][0]
     assert f"| US | {naive_us:.3f} | {us_de:.3f} |" in mass_rows
+    # the held-out section ends with DE's per-dimension shifts: US's IDV row of the second table
+    held_out = text.split("## Held-out check: alternate wording")[1].split("##")[0]
+    us = [c for c in cells if c["key"] == "US-de-0"][0]
+    idv_error = us["alt_naive_dimensions"]["IDV"] - us["target"]["scores"]["IDV"]
+    assert "| IDV |" in held_out and f"| US | {round(us['alt_naive_dimensions']['PDI'] - us['target']['scores']['PDI'], 1)} | {round(idv_error, 1)} |" in held_out
     png = tmp_path / "study" / "img" / "alignment_study.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
