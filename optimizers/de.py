@@ -113,6 +113,10 @@ class DifferentialEvolution(Optimizer):
       draws it uniformly in the bounds instead. Never clipping: clipping piles
       candidates onto the faces of the box.
     - ``x0`` [None]: Tensor[dim], put exactly into the initial population (row 0).
+    - ``init_radius`` [1.0]: the initial population is uniform over the points of the bounds
+      within ``init_radius`` x the bounds' width of ``x0`` (of the box's centre without one), per
+      coordinate; 1 is the whole box. Below 1 the search starts near a start point worth keeping
+      (``--init screen``).
     """
 
     name = "de"
@@ -140,6 +144,7 @@ class DifferentialEvolution(Optimizer):
         final_popsize: int = 4,
         bound_handling: str = "bounce_back",
         x0: Any = None,
+        init_radius: float = 1.0,
     ) -> None:
         super().__init__(dim, bounds=bounds, popsize=popsize, seed=seed, device=device, dtype=dtype)
         if strategy not in STRATEGIES:
@@ -161,6 +166,8 @@ class DifferentialEvolution(Optimizer):
             raise ValueError(f"memory_size must be an int >= 1 (got {memory_size!r})")
         if not (0.0 < c <= 1.0):
             raise ValueError(f"c must be in (0, 1] (got {c})")
+        if not (0.0 < init_radius <= 1.0):
+            raise ValueError(f"init_radius must be in (0, 1] (got {init_radius})")
         if lpsr:
             if max_evaluations is None or isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int) or max_evaluations < popsize:
                 raise ValueError(f"lpsr=True needs max_evaluations, an int >= popsize (got {max_evaluations!r})")
@@ -174,6 +181,7 @@ class DifferentialEvolution(Optimizer):
         self.lpsr, self.max_evaluations, self.final_popsize = bool(lpsr), max_evaluations, final_popsize
         self.bound_handling = bound_handling
         self.x0 = self._check_x0(x0)
+        self.init_radius = float(init_radius)
 
         fd = dict(device=self.device, dtype=self.fitness_dtype)
         # Population and archive share one buffer: rows [0, n) are the population, rows
@@ -220,10 +228,7 @@ class DifferentialEvolution(Optimizer):
     # ------------------------------------------------------------------ ask
     def _ask(self) -> Tensor:
         if self._buf is None:
-            z = self._uniform(self.popsize)
-            if self.x0 is not None:
-                z[0] = self.x0
-            return z
+            return self._initial_population()
         pop = self.population
         F, CR = self._sample_parameters(self._n)
         ws = self._workspace()
@@ -233,6 +238,19 @@ class DifferentialEvolution(Optimizer):
         self._repair(u, pop, ws)  # only mutant genes can be outside: parents are inside
         self._trial_F, self._trial_CR = F, CR
         return u
+
+    def _initial_population(self) -> Tensor:
+        """Uniform in the bounds, or in their part within ``init_radius`` x their width of x0
+        (uniform there too: no points piled on a face); row 0 is x0 exactly."""
+        z = self._uniform(self.popsize)
+        if self.init_radius < 1.0:
+            centre = (self.lower + self.upper) / 2 if self.x0 is None else self.x0
+            reach = self.init_radius * (self.upper - self.lower)
+            lo, hi = torch.maximum(centre - reach, self.lower), torch.minimum(centre + reach, self.upper)
+            z = torch.minimum(torch.maximum(lo + (z - self.lower) / (self.upper - self.lower) * (hi - lo), lo), hi)
+        if self.x0 is not None:
+            z[0] = self.x0
+        return z
 
     def _workspace(self) -> tuple[Tensor, Tensor]:
         """Two scratch [n, dim] tensors reused across generations: on CPU, fresh large

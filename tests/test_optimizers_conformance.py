@@ -97,3 +97,9 @@ def test_ngopt_checkpoint_refused_with_clear_error():
     assert "exact_resume" not in opt.capabilities
     with pytest.raises(RuntimeError, match="cannot be checkpointed"):
         opt.state_dict()
+
+
+@pytest.mark.parametrize("radius", [0.0, -0.5, 1.5, float("nan")])
+def test_init_radius_outside_zero_to_one_rejected(radius):
+    with pytest.raises(ValueError, match=r"init_radius must be in \(0, 1\]"):
+        DifferentialEvolution(3, bounds=(-1.0, 1.0), popsize=5, init_radius=radius)

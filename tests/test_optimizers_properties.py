@@ -43,6 +43,26 @@ def test_every_asked_point_lies_in_the_bounds(strategy, bound_handling, dim, pop
 
 
 @FAST
+@given(dim=st.integers(1, 9), popsize=st.integers(4, 10), seed=st.integers(0, 2**31), lo=st.floats(-100, 100),
+       width=st.floats(1e-3, 1e3), radius=st.floats(0.01, 1.0), where=st.lists(st.floats(0, 1), min_size=9, max_size=9),
+       use_x0=st.booleans())
+def test_initial_population_lies_in_the_bounds_within_init_radius_of_x0(dim, popsize, seed, lo, width, radius, where,
+                                                                         use_x0):
+    hi = lo + width
+    x0 = torch.tensor([lo + w * width for w in where[:dim]], dtype=torch.float64).clamp(lo, hi)
+    opt = DifferentialEvolution(dim, bounds=(lo, hi), popsize=popsize, seed=seed, init_radius=radius,
+                                x0=x0 if use_x0 else None, dtype=torch.float64)
+    z = opt.ask()
+    centre = x0 if use_x0 else torch.full((dim,), lo + width / 2, dtype=torch.float64)
+    assert ((z >= lo) & (z <= hi)).all()
+    assert ((z - centre).abs() <= radius * width * (1 + 1e-9)).all()
+    if use_x0:
+        assert torch.equal(z[0], x0)
+    # uniform in the box's share of the bounds: not piled onto a face (ties have probability 0)
+    assert all(len(set(z[int(use_x0):, j].tolist())) == popsize - int(use_x0) for j in range(dim))
+
+
+@FAST
 @given(strategy=strategy_st, seed=st.integers(0, 2**31))
 def test_same_seed_same_trajectory(strategy, seed):
     make = lambda: DifferentialEvolution(5, bounds=(-2.0, 2.0), popsize=6, seed=seed, strategy=strategy)  # noqa: E731
