@@ -57,7 +57,8 @@ from promptopt.models.backend import DTYPES
 from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
-SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init", "init_text", "dtype", "min_mass")  # search settings each cell records
+SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init", "init_text", "dtype", "min_mass",
+            "counterbalance")  # search settings each cell records
 # what a cell or run dir that lacks an option ran at: that option was added later
 PREDATED = {**RunConfig().to_dict(), **BEFORE_OPTION_EXISTED}
 DEFAULTS = {
@@ -151,7 +152,7 @@ def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False
     return build_config(None, model=args.model, device=args.device, dtype=args.dtype, country=country,
                         optimizer=optimizer, seed=seed, budget=args.budget,
                         popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl,
-                        min_mass=args.min_mass, init=args.init)
+                        min_mass=args.min_mass, init=args.init, counterbalance=args.counterbalance)
 
 
 def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
@@ -516,6 +517,8 @@ def parse_args(argv: list[str] | None = None):
                    help="evaluations per cell (default: a default run's)")
     p.add_argument("--popsize", nargs="+", default=["16", f"de={RunConfig.popsize}"], metavar="[OPTIMIZER=]N",
                    help=f"population per optimizer; a bare N for the others (default: 16 de={RunConfig.popsize})")
+    p.add_argument("--counterbalance", action="store_true",
+                   help="ask every item in both scale orders and average (2x the time; see --counterbalance of run)")
     p.add_argument("--min-mass", type=float, default=None,
                    help="floor on the option mass for every optimizer's runs (default: a run's, 0.1; 0: none)")
     p.add_argument("--init", choices=INITS, default=None,

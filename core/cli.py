@@ -59,6 +59,9 @@ RUN_OPTIONS = [
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
+    click.option("--counterbalance/--no-counterbalance", default=None,
+                 help="also ask every item with its scale numbered the other way round and average the two "
+                      "answers, so answer-order bias cancels (2x the forward passes; default off)"),
     click.option("--targets", help="target table to resolve --country in (default hofstede)"),
     click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),

@@ -17,7 +17,8 @@ INITS = ("random", "screen")   # where x0 starts without --init-text (runner.ini
 BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
 # what a config saved before an option existed ran at, where that is not today's default
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None,   # the floor came in off, then became default 0.1
-                                         "init": "random"}    # x0 was K random tokens before screening
+                                         "init": "random",    # x0 was K random tokens before screening
+                                         "counterbalance": False}
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RunConfig:
     time_limit: float | None = None
     icl_baseline: bool = True
     respondents: int = 0
+    counterbalance: bool = False   # each item also asked with its scale reversed; the two answers averaged
     executor: str = "local"
     ray_address: str | None = None
     actors: int | None = None

@@ -84,7 +84,8 @@ class SoftPromptEvaluator:
 
     def __init__(self, backend: CausalLMBackend, prompts: list[str], n_options: list[int],
                  position: str = RunConfig.position, system_prompt: str | None = None,
-                 batch_rows: int | None = None, memory_budget_mb: float | None = None) -> None:
+                 batch_rows: int | None = None, memory_budget_mb: float | None = None,
+                 reversed_scales: list[bool] | None = None) -> None:
         if position not in POSITIONS:
             raise ValueError(f"soft-prompt position must be one of {', '.join(POSITIONS)} (got {position!r})")
         if len(prompts) != len(n_options) or not prompts:
@@ -99,7 +100,16 @@ class SoftPromptEvaluator:
                                        device=device)
         self.option_mask = (torch.arange(max_opts, device=device)[None, :]
                             < torch.tensor(n_options, device=device)[:, None])          # [Q, O]
-        self.option_values = torch.arange(1, max_opts + 1, device=device, dtype=torch.float32)
+        # the value of answer k per prompt: k, or n + 1 - k where the prompt numbers its scale the
+        # other way round (counterbalancing), so `expected` is always on the instrument's own scale
+        values = torch.arange(1, max_opts + 1, device=device, dtype=torch.float32).repeat(len(prompts), 1)
+        if reversed_scales is not None:
+            if len(reversed_scales) != len(prompts):
+                raise ValueError("need one reversed_scales flag per prompt")
+            flip = torch.tensor(reversed_scales, device=device)
+            top = torch.tensor(n_options, device=device, dtype=torch.float32)[:, None] + 1
+            values = torch.where(flip[:, None], top - values, values)
+        self.option_values = values                                                          # [Q, O]
 
         splits = [split_prompt(backend, p, position, system_prompt) for p in prompts]
         heads = [tuple(h) for h, _ in splits]

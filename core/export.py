@@ -75,6 +75,10 @@ def export_history(run_dir: str | Path) -> Path:
 def item_answers_frame(instrument, answers, candidate: int = 0) -> pd.DataFrame:
     """One row per content item: number, id, p1..pO, option mass, expected answer (for one candidate).
 
+    Answers asked in several blocks (--counterbalance: the scale as written, then reversed; then
+    per simulated respondent) give one row per block and item, with a leading ``block`` column;
+    p1..pO are as the prompt numbered the options, ``expected`` is on the instrument's own scale.
+
     ``instrument``: an Instrument (or a name/path for ``promptopt.objectives.get_instrument``);
     ``answers``: an :class:`promptopt.evaluator.AnswerDistribution` (probs [P,Q,O], mass [P,Q], expected [P,Q]).
     """
@@ -91,9 +95,11 @@ def item_answers_frame(instrument, answers, candidate: int = 0) -> pd.DataFrame:
     n_cand, n_items, n_opts = probs.shape
     if not -n_cand <= candidate < n_cand:
         raise ValueError(f"candidate {candidate} out of range: the answers hold {n_cand} candidate(s)")
-    if n_items != instrument.n_items:
+    if n_items % instrument.n_items:
         raise ValueError(f"answers cover {n_items} items but instrument {instrument.name!r} has {instrument.n_items}")
-    table: dict[str, Any] = {"item": [it.number for it in instrument.items], "id": [it.id for it in instrument.items]}
+    blocks = n_items // instrument.n_items
+    table: dict[str, Any] = {"block": [b for b in range(blocks) for _ in instrument.items]} if blocks > 1 else {}
+    table.update(item=[it.number for it in instrument.items] * blocks, id=[it.id for it in instrument.items] * blocks)
     for o in range(n_opts):
         table[f"p{o + 1}"] = probs[candidate, :, o].tolist()
     table["option_mass"] = mass[candidate].tolist()

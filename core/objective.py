@@ -24,7 +24,10 @@ class SurveyResult:
 
 
 class SurveyObjective:
-    """Everything between a population of soft prompts and its fitness, batched."""
+    """Everything between a population of soft prompts and its fitness, batched.
+
+    ``respondents``: the prompts are that many blocks of one answer per item (simulated
+    respondents, the two scale orders of --counterbalance, presentations), averaged item by item."""
 
     def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1,
                  min_mass: float | None = None) -> None:

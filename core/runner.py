@@ -89,16 +89,21 @@ def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt:
     instrument = host.create_instrument(config.instrument)
     scorer = host.create_scorer(instrument, config.scorer, config.constants or None)
     target = host.target(config.country, config.targets)
-    prompts, n_options = instrument.prompts(wording), list(instrument.n_options)
+    # blocks of one answer per item, averaged item by item: the scale as written and, counterbalanced,
+    # reversed; then once per simulated respondent
+    orders = [False, True] if config.counterbalance else [False]
+    prompts = [p for flip in orders for p in instrument.prompts(wording, reverse_scales=flip)]
+    reversed_scales = [flip for flip in orders for _ in instrument.items]
     if config.respondents:
         personas = simulated_respondents(instrument, config.respondents, config.seed)
         prompts = [f"{persona}\n\n{prompt}" for persona in personas for prompt in prompts]
-        n_options = n_options * config.respondents
-    evaluator = SoftPromptEvaluator(backend, prompts, n_options, position=config.position,
-                                    system_prompt=system_prompt, batch_rows=config.batch_rows)
+        reversed_scales = reversed_scales * config.respondents
+    blocks = len(prompts) // instrument.n_items
+    evaluator = SoftPromptEvaluator(backend, prompts, list(instrument.n_options) * blocks, position=config.position,
+                                    system_prompt=system_prompt, batch_rows=config.batch_rows,
+                                    reversed_scales=reversed_scales if config.counterbalance else None)
     try:
-        objective = SurveyObjective(evaluator, scorer, target, respondents=max(1, config.respondents),
-                                    min_mass=config.min_mass)
+        objective = SurveyObjective(evaluator, scorer, target, respondents=blocks, min_mass=config.min_mass)
     except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
         raise UsageError(str(exc)) from None
     return instrument, scorer, target, objective

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -70,6 +70,10 @@ class AnswerScale:
     def render(self) -> str:
         """``"1 = label\\n2 = label ..."`` as written into the prompt."""
         return "\n".join(f"{i} = {lab}" for i, lab in enumerate(self.labels, start=1))
+
+    def reversed(self) -> AnswerScale:
+        """The same labels numbered the other way round (answer a here means n + 1 - a)."""
+        return AnswerScale(self.labels[::-1])
 
 
 @dataclass(frozen=True)
@@ -239,8 +243,9 @@ class Instrument:
         it = self.item(number)
         return it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction)
 
-    def prompts(self, wording: str = "main") -> list[str]:
-        """One user message per content item, in item order (``wording``: main or alternate)."""
+    def prompts(self, wording: str = "main", reverse_scales: bool = False) -> list[str]:
+        """One user message per content item, in item order (``wording``: main or alternate;
+        ``reverse_scales``: each scale numbered the other way round, for counterbalancing)."""
         _check_wording(wording)
         if wording == "alternate":
             missing = [i.number for i in self.items if i.alternate is None]
@@ -248,9 +253,10 @@ class Instrument:
                 raise InstrumentError(
                     f"instrument {self.name!r}: items {missing} have no alternate wording; add 'alternate' or use wording 'main'"
                 )
+        items = [replace(it, scale=it.scale.reversed()) for it in self.items] if reverse_scales else self.items
         return [
             it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction)
-            for it in self.items
+            for it in items
         ]
 
     def describe(self) -> dict[str, Any]:

@@ -187,7 +187,8 @@ def test_early_stopping_by_target_loss_and_patience(tmp_path):
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["stop_reason"] == "time_limit"
 
 
-@pytest.mark.parametrize("key, given, then", [("min_mass", 0, None), ("init", "random", "random")])
+@pytest.mark.parametrize("key, given, then", [("min_mass", 0, None), ("init", "random", "random"),
+                                             ("counterbalance", False, False)])
 def test_a_run_saved_before_an_option_existed_resumes_as_it_ran_then(tmp_path, monkeypatch, key, given, then):
     import promptopt.runner as runner
     from promptopt.config import BEFORE_OPTION_EXISTED
