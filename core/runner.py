@@ -101,7 +101,7 @@ def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt:
     blocks = len(prompts) // instrument.n_items
     evaluator = SoftPromptEvaluator(backend, prompts, list(instrument.n_options) * blocks, position=config.position,
                                     system_prompt=system_prompt, batch_rows=config.batch_rows,
-                                    reversed_scales=reversed_scales if config.counterbalance else None)
+                                    reversed_scales=reversed_scales)
     try:
         objective = SurveyObjective(evaluator, scorer, target, respondents=blocks, min_mass=config.min_mass)
     except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions

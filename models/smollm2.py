@@ -75,7 +75,8 @@ def converted_dir() -> Path:
         # in a child process, so the dequantising peak (~2.2 GB RSS) is not kept by this one; a plain
         # interpreter, not multiprocessing's spawn, which re-imports the caller's script and so fails
         # in any script that has no `if __name__ == "__main__"` guard
-        code = f"from {__name__} import _convert; import sys; _convert(*map(__import__('pathlib').Path, sys.argv[1:]))"
+        code = (f"import sys; from pathlib import Path; from {__name__} import _convert; "
+                "_convert(Path(sys.argv[1]), Path(sys.argv[2]))")
         child = subprocess.run([sys.executable, "-c", code, str(gguf), str(dest)])
         if child.returncode != 0:
             raise RuntimeError(f"converting {gguf} to {dest} failed (exit code {child.returncode}; see above)")
