@@ -129,19 +129,23 @@ def validate(config_file) -> None:
 @run_options
 @click.option("--baseline", type=click.Choice(["naive", "icl"]), help="score the bare model or an ICL persona prompt")
 @click.option("--soft-prompt", "soft_prompt", type=click.Path(), help="a run directory (or its best/) to score")
+# promptopt.objectives.WORDINGS, spelt out so `promptopt --help` does not import torch (tested equal)
+@click.option("--wording", type=click.Choice(["main", "alternate"]), default="main", show_default=True,
+              help="the items' wording: alternate is the held-out paraphrase a soft prompt never saw")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def evaluate(config_file, baseline, soft_prompt, as_json, **flags) -> None:
+def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> None:
     """Score the model on the instrument against a target: naive, ICL, or with a saved soft prompt."""
     from .evaluate import evaluate_baseline
 
-    result = evaluate_baseline(host(), config_file, flags, baseline, soft_prompt)
+    result = evaluate_baseline(host(), config_file, flags, baseline, soft_prompt, wording)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{result['label']}: L1 loss {result['loss']:.2f} vs {result['target']['name']} "
-               f"({result['loss_definition']})")
+    click.echo(f"{result['label']} ({wording} wording): L1 loss {result['loss']:.2f} vs "
+               f"{result['target']['name']} ({result['loss_definition']})")
     for dim, value in result["dimensions"].items():
         click.echo(f"  {dim}  target {result['target']['scores'][dim]:>5.0f}  model {value:>6.1f}")
+    click.echo(f"  option mass {result['option_mass']:.1%} (the next token's share on the answer digits)")
 
 
 @cli.command()

@@ -32,7 +32,9 @@ def load_soft_prompt(path: str | Path):
 
 
 def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str | None,
-                      soft_prompt: str | None) -> dict[str, Any]:
+                      soft_prompt: str | None, wording: str = "main") -> dict[str, Any]:
+    """Score one of the bare model, its ICL persona prompt or a saved soft prompt; ``wording``
+    "alternate" is the held-out check of a prompt optimised on the main wording."""
     if baseline and soft_prompt:
         raise UsageError("give --baseline or --soft-prompt, not both")
     soft, meta = (load_soft_prompt(soft_prompt) if soft_prompt else (None, {}))
@@ -42,7 +44,7 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     target = host.target(config.country, config.targets)
     system = icl_system_prompt(target) if baseline == "icl" else config.system_prompt
-    _, _, target, objective = build_objective(host, config, backend, system)
+    _, _, target, objective = build_objective(host, config, backend, system, wording=wording)
     if soft is not None and soft.shape[-1] != backend.hidden_size:
         raise UsageError(f"soft prompt has hidden size {soft.shape[-1]} but model {config.model} has "
                          f"{backend.hidden_size}; use the model it was trained for ({meta.get('model', '?')})")
@@ -53,4 +55,4 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
             "dimensions": {d: round(float(v), 3) for d, v in zip(dims, result.scores[0].tolist())},
             "target": {"code": target.code, "name": target.name, "source": target.source,
                        "scores": {d: target.scores[d] for d in dims}},
-            "option_mass": float(result.answers.mass.mean()), "model": config.model}
+            "option_mass": float(result.answers.mass.mean()), "model": config.model, "wording": wording}

@@ -176,3 +176,23 @@ def test_init_text_starts_the_soft_prompt_at_the_targets_name(tmp_path):
     assert config["config"]["init_text"] == "{country}!"
     # the tiny model's tokenizer is per character: "China!" starts with "Chi"
     assert config["search_space"]["init_tokens"] == build_tiny().encode("China!")[:3]
+
+
+def test_evaluate_alternate_wording_scores_the_held_out_paraphrase(tmp_path):
+    from promptopt.objectives import WORDINGS
+
+    assert invoke(["run", *TINY, "--out", str(tmp_path / "r")])[0] == 0
+    by_wording = {}
+    for wording in WORDINGS:
+        code, out, err = invoke(["evaluate", "--model", "tiny", "--json", "--wording", wording,
+                                 "--soft-prompt", str(tmp_path / "r")])
+        assert code == 0, err
+        by_wording[wording] = json.loads(out)
+        assert by_wording[wording]["wording"] == wording
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert by_wording["main"]["loss"] == pytest.approx(summary["loss"], abs=1e-4)
+    assert by_wording["alternate"]["loss"] != pytest.approx(by_wording["main"]["loss"], abs=1e-4)
+    code, out, _ = invoke(["evaluate", "--model", "tiny", "--wording", "alternate", "--baseline", "naive"])
+    assert code == 0 and "(alternate wording)" in out and "option mass" in out
+    code, _, err = invoke(["evaluate", "--model", "tiny", "--wording", "paraphrase"])
+    assert code == 2 and "alternate" in err

@@ -124,12 +124,14 @@ def test_ray_actors_give_the_local_per_candidate_losses(ray_session):
         pids = {info["pid"] for info in executor._infos.values()}
         again = executor(z[:1])  # fewer candidates than actors: one chunk
     assert len(pids) == 2
-    torch.testing.assert_close(remote.loss, local.loss, rtol=1e-6, atol=1e-5)  # packing order: float rounding
-    # scores weigh item means by 25-40 per term: 1e-5 rounding in an answer is ~1e-4 in a score
+    # packing order changes float rounding: 1e-5 in an answer is ~1e-4 in a score (scores weigh item
+    # means by 25-40 per term), and the loss is a mean of score errors, so it gets the scores' bound
+    # (5.7e-5 seen on a loss of 47)
     torch.testing.assert_close(remote.scores, local.scores, rtol=1e-6, atol=5e-4)
+    torch.testing.assert_close(remote.loss, local.loss, rtol=1e-6, atol=5e-4)
     torch.testing.assert_close(remote.answers.probs, local.answers.probs, rtol=0, atol=1e-5)
     torch.testing.assert_close(remote.answers.expected, local.answers.expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(again.loss, local.loss[:1], rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(again.loss, local.loss[:1], rtol=1e-6, atol=5e-4)
 
 
 @needs_ray
