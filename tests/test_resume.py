@@ -94,11 +94,14 @@ def test_sigkill_at_random_points_then_resume_is_identical(tmp_path, reference):
     rng = random.Random(11)
     cmd = [sys.executable, "-m", "promptopt", "run", "--model", "tiny", "--popsize", "6", "--generations", "8",
            "--seed", "3", "--quiet", "--out", str(run_dir)]
+    # exact resume is exact at a fixed thread count: the reference ran here at one thread
+    # (conftest), so the children do too, even where OMP_NUM_THREADS is exported
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kills = 0
     for attempt in range(12):
         args = cmd if not (run_dir / "config.json").exists() else [
             sys.executable, "-m", "promptopt", "run", "--resume", str(run_dir), "--quiet"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         if kills < 3:
             # let it get into the generation loop, then kill it without warning
             deadline = time.time() + 60
