@@ -58,7 +58,7 @@ from promptopt import runner
 from promptopt.rundir import atomic_write, write_json
 
 SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init", "init_text", "dtype", "min_mass",
-            "counterbalance")  # search settings each cell records
+            "max_entropy", "counterbalance")  # search settings each cell records
 # what a cell or run dir that lacks an option ran at: that option was added later
 PREDATED = {**RunConfig().to_dict(), **BEFORE_OPTION_EXISTED}
 DEFAULTS = {
@@ -152,7 +152,8 @@ def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False
     return build_config(None, model=args.model, device=args.device, dtype=args.dtype, country=country,
                         optimizer=optimizer, seed=seed, budget=args.budget,
                         popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl,
-                        min_mass=args.min_mass, init=args.init, counterbalance=args.counterbalance)
+                        min_mass=args.min_mass, max_entropy=args.max_entropy, init=args.init,
+                        counterbalance=args.counterbalance)
 
 
 def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
@@ -236,6 +237,8 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         "loss": summary["loss"], "dimensions": summary["dimensions"],
         "naive_loss": summary["naive_loss"], "naive_dimensions": summary["naive_dimensions"],
         "option_mass": summary["option_mass"], "naive_option_mass": summary["naive_option_mass"],
+        "answer_entropy": summary.get("answer_entropy"), "naive_answer_entropy": summary.get("naive_answer_entropy"),
+        "alt_answer_entropy": float(aligned_alt.entropy[0]),
         "icl_loss": base.get("icl_loss"), "icl_dimensions": base.get("icl_dimensions"),
         "alt_loss": float(aligned_alt.loss[0]),
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
@@ -521,6 +524,8 @@ def parse_args(argv: list[str] | None = None):
                    help="ask every item in both scale orders and average (2x the time; see --counterbalance of run)")
     p.add_argument("--min-mass", type=float, default=None,
                    help="floor on the option mass for every optimizer's runs (default: a run's, 0.1; 0: none)")
+    p.add_argument("--max-entropy", type=float, default=None,
+                   help="cap on the answers' entropy for every optimizer's runs (default: a run's, none)")
     p.add_argument("--init", choices=INITS, default=None,
                    help="where every optimizer's soft prompts start (default: a run's, random)")
     p.add_argument("--model", default="smollm2")

@@ -71,7 +71,8 @@ def run_one(host: PluginHost, out: Path, name: str, options: dict[str, Any], cou
     return {**held_out(host, config, run_dir), "variant": name, "options": options, "country": country, "seed": seed, "budget": budget,
             "settings": settings_of(config),
             "loss": summary["loss"], "naive_loss": summary["naive_loss"], "dimensions": summary["dimensions"],
-            "option_mass": summary["option_mass"], "evaluations": summary["evaluations"], "seconds": summary["seconds"], "curve": best_curve(run_dir)}
+            "option_mass": summary["option_mass"], "answer_entropy": summary.get("answer_entropy"),
+            "naive_answer_entropy": summary.get("naive_answer_entropy"), "evaluations": summary["evaluations"], "seconds": summary["seconds"], "curve": best_curve(run_dir)}
 
 
 def held_out(host: PluginHost, config: RunConfig, run_dir: Path) -> dict[str, float]:
@@ -80,7 +81,7 @@ def held_out(host: PluginHost, config: RunConfig, run_dir: Path) -> dict[str, fl
     alt, aligned = alternate_wording(host, config, run_dir)
     naive = alt(None)
     return {"alt_loss": float(aligned.loss[0]), "alt_naive_loss": float(naive.loss[0]),
-            "alt_option_mass": float(aligned.answers.mass.mean())}
+            "alt_option_mass": float(aligned.answers.mass.mean()), "alt_answer_entropy": float(aligned.entropy[0])}
 
 
 def best_curve(run_dir: Path) -> list[list[float]]:
@@ -125,7 +126,7 @@ def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) ->
     Rows record it since they are written; an older row is scored from its run dir, and one whose
     run dir no longer holds its prompt (continued to a larger budget under the same variant name,
     or not on this checkout) is left out and counted."""
-    groups: dict[tuple[str, int], list[tuple[str, float, float]]] = {}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     missing = 0
     for r in rows:
         if "alt_loss" not in r:
@@ -137,18 +138,20 @@ def alternate_report(host: PluginHost, out: Path, rows: list[dict[str, Any]]) ->
             # the settings the row ran with, not today's defaults (they may have changed since)
             config = config_of({**recorded_settings(r), **r["options"]}, r["country"], r["seed"], r["budget"])
             r = {**r, **held_out(host, config, run_dir)}
-        groups.setdefault((r["variant"], r["budget"]), []).append(
-            (r["country"], r["alt_loss"] / r["alt_naive_loss"] - 1, r["alt_option_mass"]))
+        groups.setdefault((r["variant"], r["budget"]), []).append({**r, "change": r["alt_loss"] / r["alt_naive_loss"] - 1})
     lines = ["| variant | budget | runs | mean change vs naive on the alternate wording (± standard error) "
-             "| runs below naive | countries below naive (median over seeds) | option mass (median), alternate wording |",
-             "|---|---:|---:|---:|---:|---|---:|"]
+             "| runs below naive | countries below naive (median over seeds) | option mass (median), alternate wording "
+             "| answer entropy (median), alternate wording |",
+             "|---|---:|---:|---:|---:|---|---:|---:|"]
     for (name, budget), found in groups.items():
-        changes = [-c for _, c, _ in found]
-        by_country = {country: statistics.median(c for k, c, _ in found if k == country) for country, _, _ in found}
+        changes = [-r["change"] for r in found]
+        by_country = {country: statistics.median(r["change"] for r in found if r["country"] == country)
+                      for country in dict.fromkeys(r["country"] for r in found)}
         failing = [country for country, c in by_country.items() if c >= 0]
         countries = f"{len(by_country) - len(failing)}/{len(by_country)}" + (f" (not: {' '.join(failing)})" if failing else "")
         lines.append(f"| {name} | {budget} | {len(found)} | {-100 * statistics.mean(changes):+.1f}%{_se(changes)} "
-                     f"| {sum(c > 0 for c in changes)}/{len(found)} | {countries} | {statistics.median(m for _, _, m in found):.3f} |")
+                     f"| {sum(c > 0 for c in changes)}/{len(found)} | {countries} | {_median_of(found, 'alt_option_mass', 3)} "
+                     f"| {_median_of(found, 'alt_answer_entropy', 2)} |")
     if missing:
         lines.append(f"\n{missing} row(s) left out: their run dir no longer holds that run's prompt")
     return "\n".join(lines)
@@ -167,8 +170,8 @@ def report(rows: list[dict[str, Any]]) -> str:
     variants = list(dict.fromkeys((r["variant"], r["budget"]) for r in rows))
     lines = ["| variant | optimizer | position | K | d | radius | basis | budget | " + " | ".join(countries)
              + " | median reduction | mean reduction, all runs (± standard error) | runs at -50% or better | s/eval "
-             "| option mass (median) |",
-             "|---|---|---|---:|---:|---:|---|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|---:|"]
+             "| option mass (median) | answer entropy (median) |",
+             "|---|---|---|---:|---:|---:|---|---:|" + "---:|" * len(countries) + "---:|---:|---:|---:|---:|---:|"]
     for name, budget in variants:
         mine = [r for r in rows if r["variant"] == name and r["budget"] == budget]
         cols, reductions = [], []
@@ -186,14 +189,15 @@ def report(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {optimizer_of(mine[0]['options'])} | {st['position']} | {st['tokens']} | {st['subspace']} | {st['radius']:g} | {st.get('basis', 'gaussian')} | {budget} | "
                      + " | ".join(cols)
                      + f" | {-100 * statistics.median(reductions):+.0f}% | {-100 * statistics.mean(per_run):+.1f}%{_se(per_run)} | "
-                     f"{sum(x >= 0.5 for x in per_run)}/{len(per_run)} | {per_eval:.3f} | {_mass(mine)} |")
+                     f"{sum(x >= 0.5 for x in per_run)}/{len(per_run)} | {per_eval:.3f} | {_median_of(mine, 'option_mass', 3)} "
+                     f"| {_median_of(mine, 'answer_entropy', 2)} |")
     return "\n".join(lines)
 
 
-def _mass(rows: list[dict[str, Any]]) -> str:
-    """Median option mass of the runs' best prompts ('–' when no row recorded it)."""
-    masses = [r["option_mass"] for r in rows if r.get("option_mass") is not None]
-    return f"{statistics.median(masses):.3f}" if masses else "–"
+def _median_of(rows: list[dict[str, Any]], key: str, digits: int) -> str:
+    """Median of a recorded number over the runs ('–' when no row recorded it, e.g. rows from before it was)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return f"{statistics.median(values):.{digits}f}" if values else "–"
 
 
 def _se(values: list[float]) -> str:

@@ -56,6 +56,9 @@ RUN_OPTIONS = [
                       "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),
     click.option("--min-mass", type=float, help="floor on the option mass, the share of the model's next-token "
                                                  "probability on the answer digits (default 0.1; 0: no floor)"),
+    click.option("--max-entropy", type=float, help="cap on how undecided the answers are: their mean entropy over "
+                                                    "the options, 0 (one option) to 1 (all equally likely); "
+                                                    "the bare embedded model is at 0.53 (default: no cap)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
@@ -146,6 +149,7 @@ def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> N
     for dim, value in result["dimensions"].items():
         click.echo(f"  {dim}  target {result['target']['scores'][dim]:>5.0f}  model {value:>6.1f}")
     click.echo(f"  option mass {result['option_mass']:.1%} (the next token's share on the answer digits)")
+    click.echo(f"  answer entropy {result['answer_entropy']:.2f} (0: one option picked, 1: all equally likely)")
 
 
 @cli.command()

@@ -147,6 +147,7 @@ class SurveyWorker:
         self.evaluations += soft.shape[0]
         answers = result.answers
         return {"loss": result.loss.cpu(), "fitness": result.fitness.cpu(), "scores": result.scores.cpu(),
+                "entropy": result.entropy.cpu(),
                 "probs": answers.probs.cpu(), "expected": answers.expected.cpu(),
                 "mass": None if answers.mass is None else answers.mass.cpu(),
                 "seconds": time.perf_counter() - started, "pid": os.getpid()}
@@ -329,7 +330,8 @@ class RayExecutor:
         cat = lambda key: torch.cat([p[key] for p in parts]).to(device)  # noqa: E731
         mass = None if parts[0]["mass"] is None else cat("mass")   # measured when a --min-mass floor needs it
         answers = AnswerDistribution(probs=cat("probs"), mass=mass, expected=cat("expected"))
-        result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers, fitness=cat("fitness"))
+        result = SurveyResult(loss=cat("loss"), scores=cat("scores"), answers=answers, fitness=cat("fitness"),
+                              entropy=cat("entropy"))
         seconds = [p["seconds"] for p in parts]
         self.stats = GenerationStats(wall=time.perf_counter() - started, actor_max=max(seconds),
                                      actor_sum=sum(seconds), retries=retries, chunks=[b - a for a, b in chunks])

@@ -55,4 +55,5 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
             "dimensions": {d: round(float(v), 3) for d, v in zip(dims, result.scores[0].tolist())},
             "target": {"code": target.code, "name": target.name, "source": target.source,
                        "scores": {d: target.scores[d] for d in dims}},
-            "option_mass": float(result.answers.mass.mean()), "model": config.model, "wording": wording}
+            "option_mass": float(result.answers.mass.mean()), "answer_entropy": float(result.entropy[0]),
+            "model": config.model, "wording": wording}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from promptopt.objectives import l1_loss, mass_penalty
+from promptopt.objectives import answer_entropy, entropy_penalty, l1_loss, mass_penalty
 
 from .evaluator import AnswerDistribution, SoftPromptEvaluator
 
@@ -16,7 +16,8 @@ class SurveyResult:
     loss: torch.Tensor      # [P] L1: mean absolute difference over the dimensions
     scores: torch.Tensor    # [P, D]
     answers: AnswerDistribution
-    fitness: torch.Tensor = None  # [P] what the optimizer minimises: loss + any mass penalty (default: loss)
+    fitness: torch.Tensor = None  # [P] what the optimizer minimises: loss + any penalties (default: loss)
+    entropy: torch.Tensor = None  # [P] how undecided the answers are, 0-1 (objectives.answer_entropy)
 
     def __post_init__(self) -> None:
         if self.fitness is None:
@@ -27,15 +28,18 @@ class SurveyObjective:
     """Everything between a population of soft prompts and its fitness, batched.
 
     ``respondents``: the prompts are that many blocks of one answer per item (simulated
-    respondents, the two scale orders of --counterbalance, presentations), averaged item by item."""
+    respondents, the two scale orders of --counterbalance, presentations), averaged item by item.
+    ``min_mass`` / ``max_entropy``: penalised floor on the option mass, cap on the answer entropy."""
 
     def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1,
-                 min_mass: float | None = None) -> None:
+                 min_mass: float | None = None, max_entropy: float | None = None) -> None:
         if evaluator.n_items % respondents:
             raise ValueError(f"{evaluator.n_items} prompts do not split into {respondents} respondents")
         self.evaluator = evaluator
         self.respondents = respondents
         self.min_mass = min_mass or None  # floor on the mean option mass (0 or None: none), see objectives.mass_penalty
+        self.max_entropy = max_entropy    # cap on the mean answer entropy (None: none), see objectives.entropy_penalty
+        self.n_options = evaluator.option_mask.sum(-1)  # [R * Q]
         self.scorer = scorer
         self.target = target
         self.dimensions = tuple(scorer.dimensions)
@@ -49,5 +53,8 @@ class SurveyObjective:
         means = answers.expected.view(answers.expected.shape[0], self.respondents, -1).mean(1)
         scores = self.scorer.score(means)
         loss = l1_loss(scores, self.target_scores)
+        entropy = answer_entropy(answers.probs, self.n_options)
         fitness = loss if self.min_mass is None else loss + mass_penalty(answers.mass, self.min_mass)
-        return SurveyResult(loss, scores, answers, fitness)
+        if self.max_entropy is not None:
+            fitness = fitness + entropy_penalty(entropy, self.max_entropy)
+        return SurveyResult(loss, scores, answers, fitness, entropy)

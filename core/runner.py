@@ -103,7 +103,8 @@ def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt:
                                     system_prompt=system_prompt, batch_rows=config.batch_rows,
                                     reversed_scales=reversed_scales)
     try:
-        objective = SurveyObjective(evaluator, scorer, target, respondents=blocks, min_mass=config.min_mass)
+        objective = SurveyObjective(evaluator, scorer, target, respondents=blocks, min_mass=config.min_mass,
+                                    max_entropy=config.max_entropy)
     except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
         raise UsageError(str(exc)) from None
     return instrument, scorer, target, objective
@@ -164,13 +165,14 @@ def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
     objective = session.objective
     naive = objective(None)
     state.naive = {"loss": float(naive.loss[0]), "dimensions": _dims(objective.dimensions, naive.scores[0]),
-                   "option_mass": float(naive.answers.mass.mean())}
+                   "option_mass": float(naive.answers.mass.mean()), "answer_entropy": float(naive.entropy[0])}
     if state.config.icl_baseline:
         persona = icl_system_prompt(session.target)
         _, _, _, icl_objective = build_objective(host, state.config, session.backend, persona)
         icl = icl_objective(None)
         state.icl = {"loss": float(icl.loss[0]), "dimensions": _dims(objective.dimensions, icl.scores[0]),
-                     "option_mass": float(icl.answers.mass.mean()), "system_prompt": persona}
+                     "option_mass": float(icl.answers.mass.mean()), "answer_entropy": float(icl.entropy[0]),
+                     "system_prompt": persona}
 
 
 def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,
@@ -328,6 +330,9 @@ def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[
         "stop_reason": state.stop_reason, "seconds": round(state.elapsed, 2),
         "option_mass": float(final.answers.mass.mean()), "naive_option_mass": state.naive["option_mass"],
         "icl_option_mass": state.icl.get("option_mass") if state.icl else None, "min_mass": config.min_mass,
+        "answer_entropy": float(final.entropy[0]), "naive_answer_entropy": state.naive.get("answer_entropy"),
+        "icl_answer_entropy": state.icl.get("answer_entropy") if state.icl else None,
+        "max_entropy": config.max_entropy,
         "batch_rows": objective.evaluator.last_batch_rows,
         "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
         "instrument": session.instrument.name, "run_dir": str(state.run_dir)}
@@ -392,8 +397,18 @@ def format_comparison(summary: dict[str, Any]) -> str:
         elif floor is not None and aligned < floor:
             lines.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers, "
                          f"under this run's --min-mass {floor:g}: the search found nothing above it")
+    if summary.get("answer_entropy") is not None:   # how decided the answers are (not in runs saved before it)
+        lines.append(f"{'answer H':<10}{'':>8}" + "".join(
+            f"{v:>9.2f}" if v is not None else f"{'–':>9}"
+            for v in [summary.get("naive_answer_entropy")] + ([summary.get("icl_answer_entropy")] if icl else [])
+            + [summary["answer_entropy"]]))
+        cap = summary.get("max_entropy")
+        if cap is not None and summary["answer_entropy"] > cap + 0.005:
+            lines.append(f"warning: the aligned answers' entropy is {summary['answer_entropy']:.2f}, over this run's "
+                         f"--max-entropy {cap:g}: the search found nothing under it")
     lines.append(f"{summary['loss_definition']}; answer p = option mass, the next-token probability on the "
-                 "answer digits (mean over items)")
+                 "answer digits (mean over items); answer H = answer entropy, 0 when the model picks one "
+                 "option, 1 when it is indifferent between them")
     lines.append(f"{summary['evaluations']} evaluations in {summary['seconds']:.0f} s "
                  f"(stopped: {summary['stop_reason']}); results in {summary['run_dir']}")
     return "\n".join(lines)

@@ -25,7 +25,16 @@ from .instrument import (
     load_vsm13,
 )
 from .respondents import simulated_respondents
-from .loss import L1_DESCRIPTION, MASS_PENALTY, abs_errors, l1_loss, mass_penalty
+from .loss import (
+    ENTROPY_PENALTY,
+    L1_DESCRIPTION,
+    MASS_PENALTY,
+    abs_errors,
+    answer_entropy,
+    entropy_penalty,
+    l1_loss,
+    mass_penalty,
+)
 from .scorer import LinearScorer, scorer_from_config, vsm13_scorer
 from .targets import (
     DIMENSIONS,
@@ -72,7 +81,10 @@ __all__ = [
     "list_targets",
     "L1_DESCRIPTION",
     "abs_errors",
+    "answer_entropy",
+    "entropy_penalty",
     "l1_loss",
     "mass_penalty",
+    "ENTROPY_PENALTY",
     "MASS_PENALTY",
 ]

@@ -12,12 +12,16 @@ import torch
 
 from .errors import ObjectivesError
 
-__all__ = ["L1_DESCRIPTION", "MASS_PENALTY", "abs_errors", "l1_loss", "mass_penalty"]
+__all__ = ["ENTROPY_PENALTY", "L1_DESCRIPTION", "MASS_PENALTY", "abs_errors", "answer_entropy", "entropy_penalty",
+           "l1_loss", "mass_penalty"]
 
 L1_DESCRIPTION = "L1 = mean absolute difference over the six dimensions"
 
 MASS_PENALTY = 1000.0
 """L1 points per unit of option mass below the floor: 10 per percentage point."""
+
+ENTROPY_PENALTY = 300.0
+"""L1 points per unit of mean answer entropy above the cap: 3 per 0.01."""
 
 
 def _align(scores: torch.Tensor, target: torch.Tensor | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,3 +57,26 @@ def mass_penalty(mass: torch.Tensor, floor: float) -> torch.Tensor:
     points per percentage point short) but continuous, so the search is led back above it.
     """
     return MASS_PENALTY * (floor - mass.mean(dim=-1)).clamp_min(0)
+
+
+def answer_entropy(probs: torch.Tensor, n_options: torch.Tensor) -> torch.Tensor:
+    """How undecided the answers are, ``[P, Q, O]`` -> ``[P]``: the mean over items of each item's
+    entropy over its options divided by its maximum, log(options). 0: one option takes all the
+    probability (a respondent who picks an answer); 1: every option equally likely.
+
+    The answers are read off renormalised option probabilities, so a prompt can move the item
+    means towards the middle of the scale by making the model indifferent between the options;
+    this says how far that went. ``n_options`` ``[Q]``: each item's number of options.
+    """
+    if probs.dim() != 3 or n_options.shape != probs.shape[1:2]:
+        raise ObjectivesError(f"answer_entropy needs probs [P, Q, O] and n_options [Q], got "
+                              f"{tuple(probs.shape)} and {tuple(n_options.shape)}")
+    per_item = -torch.special.xlogy(probs, probs).sum(-1) / n_options.to(probs).log()
+    return per_item.mean(-1)
+
+
+def entropy_penalty(entropy: torch.Tensor, cap: float) -> torch.Tensor:
+    """Penalty ``[P]`` for candidates whose mean answer entropy ``[P]`` (see answer_entropy) is above
+    ``cap``: keeps the aligned answers about as decided as the bare model's, so the scores cannot
+    be moved by making every answer a near-uniform guess. Continuous, like mass_penalty."""
+    return ENTROPY_PENALTY * (entropy - cap).clamp_min(0)

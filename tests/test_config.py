@@ -34,6 +34,8 @@ def test_a_run_table_is_accepted(tmp_path):
     ('basis = "pca"', "--basis must be one of gaussian, tokens"),
     ("min_mass = 1.5", "--min-mass must be a share of probability in \\[0, 1\\)"),
     ("min_mass = -0.1", "--min-mass must be a share of probability in \\[0, 1\\)"),
+    ("max_entropy = 0", "--max-entropy must be in \\(0, 1\\]"),
+    ("max_entropy = 1.2", "--max-entropy must be in \\(0, 1\\]"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle):

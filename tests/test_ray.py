@@ -130,6 +130,7 @@ def test_ray_actors_give_the_local_per_candidate_losses(ray_session):
     torch.testing.assert_close(remote.scores, local.scores, rtol=1e-6, atol=5e-4)
     torch.testing.assert_close(remote.loss, local.loss, rtol=1e-6, atol=5e-4)
     torch.testing.assert_close(remote.answers.probs, local.answers.probs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(remote.entropy, local.entropy, rtol=0, atol=1e-5)
     torch.testing.assert_close(remote.answers.expected, local.answers.expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(again.loss, local.loss[:1], rtol=1e-6, atol=5e-4)
 

@@ -31,6 +31,11 @@ def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_fi
     # the closing table shows how much of the next token is an answer: naive, ICL, aligned
     row = next(line for line in printed[-1].splitlines() if line.startswith("answer p"))
     assert row.split()[2:] == [f"{summary[k]:.1%}" for k in ("naive_option_mass", "icl_option_mass", "option_mass")]
+    # and how decided the answers are, the same three
+    keys = ("naive_answer_entropy", "icl_answer_entropy", "answer_entropy")
+    assert all(0 <= summary[k] <= 1 for k in keys) and summary["max_entropy"] is None
+    row = next(line for line in printed[-1].splitlines() if line.startswith("answer H"))
+    assert row.split()[2:] == [f"{summary[k]:.2f}" for k in keys]
 
 
 def test_a_mass_floor_makes_the_loop_measure_the_mass_and_the_optimizer_minimise_loss_plus_penalty(tmp_path, monkeypatch):
@@ -49,6 +54,24 @@ def test_a_mass_floor_makes_the_loop_measure_the_mass_and_the_optimizer_minimise
         penalty = 1000 * (floor - result.answers.mass.mean(-1))
         assert torch.allclose(fitness, result.loss + penalty)
         assert (fitness > result.loss).all()
+
+
+def test_an_entropy_cap_makes_the_optimizer_minimise_loss_plus_the_entropy_penalty(tmp_path, monkeypatch):
+    results, told = [], []
+    real_call, real_tell = SurveyObjective.__call__, DifferentialEvolution.tell
+    monkeypatch.setattr(SurveyObjective, "__call__",
+                        lambda self, soft, mass=True: results.append(r := real_call(self, soft, mass)) or r)
+    monkeypatch.setattr(DifferentialEvolution, "tell", lambda self, f: told.append(f.clone()) or real_tell(self, f))
+    cap = 0.05   # far under a random-weight model's near-uniform answers: every candidate pays
+    summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False, min_mass=0,
+                               max_entropy=cap), PluginHost(load_entrypoints=False), tmp_path / "run",
+                  progress=False, echo=lambda _: None)
+    loop = results[1:-1]
+    assert len(loop) == len(told) == 3
+    for result, fitness in zip(loop, told):
+        assert torch.allclose(fitness, result.loss + 300 * (result.entropy - cap))
+        assert (fitness > result.loss).all()
+    assert summary["max_entropy"] == cap and summary["answer_entropy"] > cap
 
 
 def test_the_best_loss_is_the_l1_of_the_candidate_with_the_best_fitness(tmp_path):
@@ -80,3 +103,17 @@ def test_the_closing_table_warns_under_half_the_naive_option_mass_without_a_floo
     assert warnings(naive_mass=0.32, aligned_mass=0.11, floor=0.1) == []       # held the floor: the row says it
     under = warnings(naive_mass=0.32, aligned_mass=0.08, floor=0.1)
     assert len(under) == 1 and "8.0%" in under[0] and "--min-mass 0.1" in under[0]
+
+
+def test_the_closing_table_warns_when_the_answers_end_over_the_entropy_cap():
+    from promptopt.runner import format_comparison
+
+    def table(entropy, cap):
+        return format_comparison({**_summary(0.32, 0.3), "answer_entropy": entropy, "naive_answer_entropy": 0.53,
+                                  "max_entropy": cap}).splitlines()
+
+    assert next(line for line in table(0.84, None) if line.startswith("answer H")).split()[2:] == ["0.53", "0.84"]
+    assert not [line for line in table(0.84, None) if line.startswith("warning:")]
+    assert not [line for line in table(0.6, 0.6) if line.startswith("warning:")]
+    over = [line for line in table(0.7, 0.6) if line.startswith("warning:")]
+    assert len(over) == 1 and "0.70" in over[0] and "--max-entropy 0.6" in over[0]

@@ -50,9 +50,10 @@ def test_report_pools_every_run_of_a_variant():
     assert "10.00 (-50%, n=2)" in line and "16.00 (-20%, n=1)" in line
     # mean of -60%, -40%, -20% = -40%, standard error 20 / sqrt(3) = 11.5; one run of three reached -50%
     assert "| -40.0% ± 11.5 | 1/3 |" in line
-    assert line.endswith("| – |")               # these rows predate the option mass: not made up
+    assert line.endswith("| – | – |")           # these rows predate the option mass and entropy: not made up
     rows[0]["option_mass"], rows[1]["option_mass"] = 0.02, 0.04
-    assert tune_alignment.report(rows).splitlines()[-1].endswith("| 0.030 |")    # median of the runs that have it
+    rows[2]["answer_entropy"] = 0.84
+    assert tune_alignment.report(rows).splitlines()[-1].endswith("| 0.030 | 0.84 |")    # medians of the runs that have it
 
 
 def test_a_run_records_its_best_so_far_curve_and_the_curve_report_reads_budgets_off_it(tmp_path):
