@@ -328,8 +328,11 @@ def _median(values) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _setting(value) -> str:
-    return "default" if value is None else str(value)
+def _setting(key: str, value) -> str:
+    """A recorded setting as the report prints it: None is no floor or cap for those, else the default."""
+    if value is None:
+        return "none" if key in ("min_mass", "max_entropy") else "default"
+    return str(value)
 
 
 def _f(value, digits: int = 2) -> str:
@@ -393,7 +396,7 @@ def write_report(cells_path: Path, results: Path) -> None:
              f"- seeds: {', '.join(map(str, sorted(_ordered(c['seed'] for c in cells))))}; "
              f"optimizers: {', '.join(optimizers)}",
              "- soft prompt: " + "; ".join(
-                 f"{k} " + ", ".join(_ordered(_setting(recorded_settings(c)[k]) for c in cells))
+                 f"{k} " + ", ".join(_ordered(_setting(k, recorded_settings(c)[k]) for c in cells))
                  for k in SETTINGS),
              f"- scorer constants C = {', '.join(f'{c:g}' for c in constants) or '?'} (every dimension)",
              "- loss: L1 = mean absolute difference over the six dimensions between the model's scores and the target; "

@@ -193,3 +193,10 @@ def test_a_run_dir_saved_before_a_setting_existed_is_reused_not_rerun(tmp_path, 
     (run_dir / "config.json").write_text(json.dumps(saved))
     monkeypatch.setattr(study.runner, "run", lambda *a, **k: pytest.fail("reran a run at its default settings"))
     assert study.run_or_resume(study.PluginHost(load_entrypoints=False), config, run_dir) == first
+
+
+def test_the_settings_line_says_none_for_an_absent_floor_or_cap_and_default_for_other_unset_settings():
+    study = _load()
+    assert study._setting("min_mass", None) == "none" and study._setting("max_entropy", None) == "none"
+    assert study._setting("init_text", None) == "default" and study._setting("dtype", None) == "default"
+    assert study._setting("min_mass", 0.1) == "0.1"
