@@ -150,6 +150,8 @@ def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> N
         click.echo(f"  {dim}  target {result['target']['scores'][dim]:>5.0f}  model {value:>6.1f}")
     click.echo(f"  option mass {result['option_mass']:.1%} (the next token's share on the answer digits)")
     click.echo(f"  answer entropy {result['answer_entropy']:.2f} (0: one option picked, 1: all equally likely)")
+    if result["settings_from"]:
+        click.echo(f"  scored as its run was (target, model, position, ...: {result['settings_from']}); flags override")
 
 
 @cli.command()

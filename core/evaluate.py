@@ -11,24 +11,49 @@ from safetensors.torch import load_file
 from promptopt.objectives import L1_DESCRIPTION
 
 from .baselines import icl_system_prompt
-from .config import build_config
+from .config import build_config, load_config_file
 from .errors import CheckpointError, UsageError
 from .host import PluginHost
 from .runner import build_objective
 
 
-def load_soft_prompt(path: str | Path):
-    """(embeddings [K, H], metadata) from a run directory, its best/ folder, or the .safetensors file."""
+# what a saved run was scored with: `evaluate --soft-prompt RUN` scores its prompt the same way
+# unless a flag or --config says otherwise (device and search settings are not scoring)
+SCORING_SETTINGS = ("model", "instrument", "scorer", "country", "targets", "position", "system_prompt",
+                    "respondents", "counterbalance", "constants", "seed", "dtype")
+
+
+def _soft_prompt_file(path: str | Path) -> Path:
     path = Path(path)
     for candidate in (path, path / "soft_prompt.safetensors", path / "best" / "soft_prompt.safetensors"):
         if candidate.is_file():
-            meta_file = candidate.parent / "metadata.json"
-            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-            try:
-                return load_file(str(candidate))["soft_prompt"], meta
-            except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
-                raise CheckpointError(f"{candidate} is not a readable soft prompt ({exc})") from None
+            return candidate
     raise UsageError(f"no soft prompt at {path}; give a run directory, its best/ folder, or a .safetensors file")
+
+
+def load_soft_prompt(path: str | Path):
+    """(embeddings [K, H], metadata) from a run directory, its best/ folder, or the .safetensors file."""
+    candidate = _soft_prompt_file(path)
+    meta_file = candidate.parent / "metadata.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    try:
+        return load_file(str(candidate))["soft_prompt"], meta
+    except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
+        raise CheckpointError(f"{candidate} is not a readable soft prompt ({exc})") from None
+
+
+def saved_scoring(path: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """The scoring settings of the run a soft prompt came from (its config.json), and that file;
+    ({}, None) for a prompt outside a run directory."""
+    candidate = _soft_prompt_file(path)
+    config_file = candidate.parent.parent / "config.json"
+    if candidate.parent.name != "best" or not config_file.is_file():
+        return {}, None
+    try:
+        saved = json.loads(config_file.read_text())["config"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{config_file} is not a readable run config ({exc})") from None
+    return {k: saved[k] for k in SCORING_SETTINGS if k in saved}, config_file
 
 
 def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str | None,
@@ -38,9 +63,13 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     if baseline and soft_prompt:
         raise UsageError("give --baseline or --soft-prompt, not both")
     soft, meta = (load_soft_prompt(soft_prompt) if soft_prompt else (None, {}))
-    if meta.get("position") and flags.get("position") is None:
-        flags = {**flags, "position": meta["position"]}
-    config = build_config(config_file, **flags)
+    saved, saved_from = saved_scoring(soft_prompt) if soft_prompt else ({}, None)
+    if meta.get("position"):   # a prompt without its run's config still knows where it goes
+        saved.setdefault("position", meta["position"])
+    # the run's own scoring settings, under the config file, under the flags given
+    options = {**saved, **(load_config_file(config_file) if config_file else {}),
+               **{k: v for k, v in flags.items() if v is not None}}
+    config = build_config(None, **options)
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     target = host.target(config.country, config.targets)
     system = icl_system_prompt(target) if baseline == "icl" else config.system_prompt
@@ -56,4 +85,5 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
             "target": {"code": target.code, "name": target.name, "source": target.source,
                        "scores": {d: target.scores[d] for d in dims}},
             "option_mass": float(result.answers.mass.mean()), "answer_entropy": float(result.entropy[0]),
-            "model": config.model, "wording": wording}
+            "model": config.model, "wording": wording,
+            "settings_from": str(saved_from) if saved_from else None}

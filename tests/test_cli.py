@@ -196,3 +196,20 @@ def test_evaluate_alternate_wording_scores_the_held_out_paraphrase(tmp_path):
     assert code == 0 and "(alternate wording)" in out and "option mass" in out
     code, _, err = invoke(["evaluate", "--model", "tiny", "--wording", "paraphrase"])
     assert code == 2 and "alternate" in err
+
+
+def test_evaluate_scores_a_run_dirs_prompt_with_that_runs_settings_unless_a_flag_overrides(tmp_path):
+    run_dir = tmp_path / "r"
+    assert invoke(["run", *TINY, "--country", "CN", "--counterbalance", "--position", "answer",
+                   "--out", str(run_dir)])[0] == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    code, out, err = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir)])   # no --model, no --country
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["target"]["code"] == "CN" and result["model"] == "tiny"
+    assert result["settings_from"] == str(run_dir / "config.json")
+    assert result["loss"] == pytest.approx(summary["loss"], abs=1e-4)        # counterbalanced, at the answer cue
+    code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir / "best"), "--country", "US"])
+    assert code == 0 and json.loads(out)["target"]["code"] == "US"
+    code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir), "--no-counterbalance"])
+    assert code == 0 and json.loads(out)["loss"] != pytest.approx(summary["loss"], abs=1e-4)
