@@ -93,6 +93,10 @@ def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_n
     if summary.get("option_mass") is not None:
         facts.append(("option mass (naive -> aligned)",
                       f"{summary.get('naive_option_mass', float('nan')):.3f} -> {summary['option_mass']:.3f}"))
+    if summary.get("answer_entropy") is not None:
+        naive_h = summary.get("naive_answer_entropy")
+        facts.append(("answer entropy, 0-1 (naive -> aligned)",
+                      f"{naive_h if naive_h is not None else float('nan'):.2f} -> {summary['answer_entropy']:.2f}"))
     if history is not None and len(history):
         facts.append(("best loss by generation", f"{history['best_loss'].iloc[0]:.3f} (gen 1) -> "
                                                  f"{history['best_loss'].iloc[-1]:.3f} (gen {len(history)})"))
