@@ -372,40 +372,40 @@ MASS_WARNING_SHARE = 0.5
 
 
 def format_comparison(summary: dict[str, Any]) -> str:
-    """The before/after table: each dimension, target vs naive (vs ICL) vs aligned."""
+    """The before/after table: each dimension, target vs naive (vs ICL) vs aligned, then the loss,
+    the option mass and the answer entropy of each, then any warning about them."""
     target, icl = summary["target"], summary.get("icl_dimensions")
+
+    def row(label: str, key: str, fmt: str, goal: str = "") -> str:
+        """naive (ICL) aligned values of ``key`` ('–' where a run did not record one)."""
+        keys = [f"naive_{key}"] + ([f"icl_{key}"] if icl else []) + [key]
+        values = [summary.get(k) for k in keys]
+        return f"{label:<10}{goal:>8}" + "".join(f"{v:>9{fmt}}" if v is not None else f"{'–':>9}" for v in values)
+
     header = f"{'dimension':<10}{'target':>8}{'naive':>9}" + (f"{'ICL':>9}" if icl else "") + f"{'aligned':>9}"
     lines = [f"{target['name']} ({target['code']}), target source: {target['source']}", header]
     for dim, goal in target["scores"].items():
-        row = f"{dim:<10}{goal:>8.0f}{summary['naive_dimensions'][dim]:>9.1f}"
-        row += f"{icl[dim]:>9.1f}" if icl else ""
-        lines.append(row + f"{summary['dimensions'][dim]:>9.1f}")
-    loss_row = f"{'L1 loss':<10}{'':>8}{summary['naive_loss']:>9.2f}"
-    loss_row += f"{summary['icl_loss']:>9.2f}" if icl else ""
-    lines.append(loss_row + f"{summary['loss']:>9.2f}")
+        values = [summary["naive_dimensions"][dim]] + ([icl[dim]] if icl else []) + [summary["dimensions"][dim]]
+        lines.append(f"{dim:<10}{goal:>8.0f}" + "".join(f"{v:>9.1f}" for v in values))
+    lines.append(row("L1 loss", "loss", ".2f"))
+    warnings = []
     if summary.get("option_mass") is not None:   # how much of the next token is an answer at all
-        icl_mass = summary.get("icl_option_mass")
-        mass_row = f"{'answer p':<10}{'':>8}{summary['naive_option_mass']:>9.1%}"
-        if icl:
-            mass_row += f"{icl_mass:>9.1%}" if icl_mass is not None else f"{'–':>9}"
-        lines.append(mass_row + f"{summary['option_mass']:>9.1%}")
+        lines.append(row("answer p", "option_mass", ".1%"))
         floor, aligned = summary.get("min_mass"), summary["option_mass"]
         if floor is None and aligned < MASS_WARNING_SHARE * summary["naive_option_mass"]:
-            lines.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers "
-                         f"(naive {summary['naive_option_mass']:.1%}): much of its change may be the model not "
-                         "answering; this run had no floor, --min-mass 0.1 (the default) keeps answers valid")
+            warnings.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers "
+                            f"(naive {summary['naive_option_mass']:.1%}): much of its change may be the model not "
+                            "answering; this run had no floor, --min-mass 0.1 (the default) keeps answers valid")
         elif floor is not None and aligned < floor:
-            lines.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers, "
-                         f"under this run's --min-mass {floor:g}: the search found nothing above it")
+            warnings.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers, "
+                            f"under this run's --min-mass {floor:g}: the search found nothing above it")
     if summary.get("answer_entropy") is not None:   # how decided the answers are (not in runs saved before it)
-        lines.append(f"{'answer H':<10}{'':>8}" + "".join(
-            f"{v:>9.2f}" if v is not None else f"{'–':>9}"
-            for v in [summary.get("naive_answer_entropy")] + ([summary.get("icl_answer_entropy")] if icl else [])
-            + [summary["answer_entropy"]]))
+        lines.append(row("answer H", "answer_entropy", ".2f"))
         cap = summary.get("max_entropy")
         if cap is not None and summary["answer_entropy"] > cap + 0.005:
-            lines.append(f"warning: the aligned answers' entropy is {summary['answer_entropy']:.2f}, over this run's "
-                         f"--max-entropy {cap:g}: the search found nothing under it")
+            warnings.append(f"warning: the aligned answers' entropy is {summary['answer_entropy']:.2f}, over this "
+                            f"run's --max-entropy {cap:g}: the search found nothing under it")
+    lines += warnings
     lines.append(f"{summary['loss_definition']}; answer p = option mass, the next-token probability on the "
                  "answer digits (mean over items); answer H = answer entropy, 0 when the model picks one "
                  "option, 1 when it is indifferent between them")
