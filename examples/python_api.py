@@ -44,13 +44,16 @@ def main() -> None:
         result = objective(space.decode(z), mass=False)  # decode: [P, d] -> [P, K, H]; mass=False skips
                                                          # the option-mass diagnostic, as `promptopt run` does
         optimizer.tell(result.fitness)         # [P], lower is better: the L1 loss (+ a penalty under a
-                                               # min_mass floor, SurveyObjective(..., min_mass=0.1))
+                                               # min_mass floor or over a max_entropy cap, as in
+                                               # SurveyObjective(..., min_mass=0.1, max_entropy=0.6))
         print(f"generation {generation}: best {float(result.loss.min()):.2f}  mean {float(result.loss.mean()):.2f}")
 
     z_best, f_best = optimizer.best
-    scores = objective(space.decode(z_best[None])).scores[0]
+    best = objective(space.decode(z_best[None]))   # re-scored alone, with the diagnostics
+    scores = best.scores[0]
     print(f"best L1 loss {f_best:.2f} after {optimizer.evaluations} evaluations "
-          f"in {time.perf_counter() - started:.1f} s")
+          f"in {time.perf_counter() - started:.1f} s; option mass {float(best.answers.mass.mean()):.1%}, "
+          f"answer entropy {float(best.entropy[0]):.2f} (bare model {float(naive.entropy[0]):.2f})")
     for dim, value in zip(objective.dimensions, scores.tolist()):
         print(f"  {dim}  target {target.scores[dim]:>5.0f}  model {value:>6.1f}")
 
