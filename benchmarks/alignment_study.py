@@ -358,7 +358,8 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
         row = {"target": mine[0]["target"], "constants": mine[0].get("constants", {}), "dims": dims,
                "naive": (mine[0]["naive_loss"], mine[0]["naive_dimensions"]),
                "icl": (icl["icl_loss"], icl["icl_dimensions"]) if icl else (None, None),
-               "alt_naive": mine[0]["alt_naive_loss"], "naive_mass": mine[0].get("naive_option_mass"),
+               "alt_naive": mine[0]["alt_naive_loss"], "naive_option_mass": mine[0].get("naive_option_mass"),
+               "naive_answer_entropy": mine[0].get("naive_answer_entropy"),
                "optimizers": {}}
         for opt in optimizers:
             runs = [c for c in mine if c["optimizer"] == opt]
@@ -367,7 +368,8 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
                     "loss": _median(c["loss"] for c in runs), "n": len(runs),
                     "dimensions": {d: _median(c["dimensions"][d] for c in runs) for d in dims},
                     "alt_loss": _median(c["alt_loss"] for c in runs),
-                    "option_mass": _median(c.get("option_mass") for c in runs)}
+                    "option_mass": _median(c.get("option_mass") for c in runs),
+                    "answer_entropy": _median(c.get("answer_entropy") for c in runs)}
         table[country] = row
     return {"countries": countries, "optimizers": optimizers, "table": table}
 
@@ -455,20 +457,16 @@ def write_report(cells_path: Path, results: Path) -> None:
                   "each wording (`benchmarks/dimension_shifts.py`; docs/TUNING.md reads it).", "",
                   dimension_shifts.report(held_out)]
 
-    lines += ["", "## Answer validity: option mass", "",
-              "The share of the model's next-token probability that falls on the answer digits (mean over the "
-              "items; median over seeds). Answers are renormalised over the options, so a prompt can lower the "
-              "loss while the model barely answers; `--min-mass` (default 0.1) sets a floor.", ""]
-    if not any(c.get("option_mass") is not None for c in cells):
-        lines.append("Not recorded: these cells predate the record (docs/TUNING.md has the mass of the default "
-                     "runs).")
-    else:
-        lines += ["\u2013: cells recorded before the mass was.", "",
-                  "| country | naive | " + " | ".join(ordered) + " |", "|---|---:|" + "---:|" * len(ordered)]
-        for country in countries:
-            row = table[country]
-            cols = [_f(row["optimizers"].get(opt, {}).get("option_mass"), 3) for opt in ordered]
-            lines.append(f"| {country} | {_f(row['naive_mass'], 3)} | " + " | ".join(cols) + " |")
+    lines += _validity_section(
+        cells, table, countries, ordered, "option_mass", "Answer validity: option mass",
+        "The share of the model's next-token probability that falls on the answer digits (mean over the items; "
+        "median over seeds). Answers are renormalised over the options, so a prompt can lower the loss while "
+        "the model barely answers; `--min-mass` (default 0.1) sets a floor.", 3)
+    lines += _validity_section(
+        cells, table, countries, ordered, "answer_entropy", "Answer validity: answer entropy",
+        "How undecided the answers on the digits are: per item the entropy over its options divided by its "
+        "maximum, then the mean over items (median over seeds); 0 when the model picks one option, 1 when it "
+        "is indifferent between them. `--max-entropy` caps it.", 2)
 
     lines += ["", "## Wall-clock per cell", "",
               "| cell | optimisation s | cell wall s | evaluations | L1 |", "|---|---:|---:|---:|---:|"]
@@ -482,6 +480,21 @@ def write_report(cells_path: Path, results: Path) -> None:
     text = "\n".join(lines)
     atomic_write(results, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {results} and {figure}", file=sys.stderr)
+
+
+def _validity_section(cells: list[dict[str, Any]], table: dict[str, Any], countries: list[str], ordered: list[str],
+                      key: str, title: str, text: str, digits: int) -> list[str]:
+    """A report section of one answer-validity number per country: the bare model's and each optimizer's."""
+    lines = ["", f"## {title}", "", text, ""]
+    if not any(c.get(key) is not None for c in cells):
+        return lines + ["Not recorded: these cells predate the record (docs/TUNING.md has it for the default runs)."]
+    lines += ["\u2013: cells recorded before it was.", "",
+              "| country | naive | " + " | ".join(ordered) + " |", "|---|---:|" + "---:|" * len(ordered)]
+    for country in countries:
+        row = table[country]
+        cols = [_f(row["optimizers"].get(opt, {}).get(key), digits) for opt in ordered]
+        lines.append(f"| {country} | {_f(row[f'naive_{key}'], digits)} | " + " | ".join(cols) + " |")
+    return lines
 
 
 def write_figure(s: dict[str, Any], path: Path) -> None:

@@ -46,6 +46,11 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     us_de = [c["option_mass"] for c in cells if c["key"] == "US-de-0"][0]
     naive_us = [c["naive_option_mass"] for c in cells if c["country"] == "US"][0]
     assert f"| US | {naive_us:.3f} | {us_de:.3f} |" in mass_rows
+    # and the answer entropy, the same way
+    entropy_rows = text.split("## Answer validity: answer entropy")[1].split("##")[0]
+    us_de = [c["answer_entropy"] for c in cells if c["key"] == "US-de-0"][0]
+    naive_us = [c["naive_answer_entropy"] for c in cells if c["country"] == "US"][0]
+    assert f"| US | {naive_us:.2f} | {us_de:.2f} |" in entropy_rows
     # the held-out section ends with DE's per-dimension shifts: US's IDV row of the second table
     held_out = text.split("## Held-out check: alternate wording")[1].split("##")[0]
     us = [c for c in cells if c["key"] == "US-de-0"][0]
