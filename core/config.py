@@ -177,8 +177,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return config_from_mapping(data, where=str(path))
 
 
-def build_config(file: str | Path | None = None, **flags: Any) -> RunConfig:
-    """File options, overridden by any flag that was given (not None)."""
-    options = load_config_file(file) if file else {}
+def build_config(file: str | Path | None = None, defaults: dict[str, Any] | None = None, **flags: Any) -> RunConfig:
+    """``defaults`` (e.g. a saved run's settings), overridden by the file's options, overridden by
+    any flag that was given (not None)."""
+    options = {**(defaults or {}), **(load_config_file(file) if file else {})}
     options.update({k: v for k, v in flags.items() if v is not None})
     return RunConfig(**config_from_mapping(options, where="options")).validate()

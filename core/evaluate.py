@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from promptopt.objectives import L1_DESCRIPTION
 
 from .baselines import icl_system_prompt
-from .config import build_config, load_config_file
+from .config import build_config
 from .errors import CheckpointError, UsageError
 from .host import PluginHost
 from .runner import build_objective
@@ -66,10 +66,7 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     saved, saved_from = saved_scoring(soft_prompt) if soft_prompt else ({}, None)
     if meta.get("position"):   # a prompt without its run's config still knows where it goes
         saved.setdefault("position", meta["position"])
-    # the run's own scoring settings, under the config file, under the flags given
-    options = {**saved, **(load_config_file(config_file) if config_file else {}),
-               **{k: v for k, v in flags.items() if v is not None}}
-    config = build_config(None, **options)
+    config = build_config(config_file, defaults=saved, **flags)   # the run's settings, under --config and flags
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     target = host.target(config.country, config.targets)
     system = icl_system_prompt(target) if baseline == "icl" else config.system_prompt

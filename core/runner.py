@@ -376,11 +376,11 @@ def format_comparison(summary: dict[str, Any]) -> str:
     the option mass and the answer entropy of each, then any warning about them."""
     target, icl = summary["target"], summary.get("icl_dimensions")
 
-    def row(label: str, key: str, fmt: str, goal: str = "") -> str:
+    def row(label: str, key: str, fmt: str) -> str:
         """naive (ICL) aligned values of ``key`` ('–' where a run did not record one)."""
         keys = [f"naive_{key}"] + ([f"icl_{key}"] if icl else []) + [key]
         values = [summary.get(k) for k in keys]
-        return f"{label:<10}{goal:>8}" + "".join(f"{v:>9{fmt}}" if v is not None else f"{'–':>9}" for v in values)
+        return f"{label:<10}{'':>8}" + "".join(f"{v:>9{fmt}}" if v is not None else f"{'–':>9}" for v in values)
 
     header = f"{'dimension':<10}{'target':>8}{'naive':>9}" + (f"{'ICL':>9}" if icl else "") + f"{'aligned':>9}"
     lines = [f"{target['name']} ({target['code']}), target source: {target['source']}", header]

@@ -38,12 +38,18 @@ def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_fi
     assert row.split()[2:] == [f"{summary[k]:.2f}" for k in keys]
 
 
-def test_a_mass_floor_makes_the_loop_measure_the_mass_and_the_optimizer_minimise_loss_plus_penalty(tmp_path, monkeypatch):
+def _record_loop(monkeypatch):
+    """(every SurveyResult the run computes, every fitness DE is told), filled as the run goes."""
     results, told = [], []
     real_call, real_tell = SurveyObjective.__call__, DifferentialEvolution.tell
     monkeypatch.setattr(SurveyObjective, "__call__",
                         lambda self, soft, mass=True: results.append(r := real_call(self, soft, mass)) or r)
     monkeypatch.setattr(DifferentialEvolution, "tell", lambda self, f: told.append(f.clone()) or real_tell(self, f))
+    return results, told
+
+
+def test_a_mass_floor_makes_the_loop_measure_the_mass_and_the_optimizer_minimise_loss_plus_penalty(tmp_path, monkeypatch):
+    results, told = _record_loop(monkeypatch)
     floor = 0.99   # far above what a random-weight model puts on the digits: every candidate pays
     run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False, min_mass=floor),
         PluginHost(load_entrypoints=False), tmp_path / "run", progress=False, echo=lambda _: None)
@@ -57,11 +63,7 @@ def test_a_mass_floor_makes_the_loop_measure_the_mass_and_the_optimizer_minimise
 
 
 def test_an_entropy_cap_makes_the_optimizer_minimise_loss_plus_the_entropy_penalty(tmp_path, monkeypatch):
-    results, told = [], []
-    real_call, real_tell = SurveyObjective.__call__, DifferentialEvolution.tell
-    monkeypatch.setattr(SurveyObjective, "__call__",
-                        lambda self, soft, mass=True: results.append(r := real_call(self, soft, mass)) or r)
-    monkeypatch.setattr(DifferentialEvolution, "tell", lambda self, f: told.append(f.clone()) or real_tell(self, f))
+    results, told = _record_loop(monkeypatch)
     cap = 0.05   # far under a random-weight model's near-uniform answers: every candidate pays
     summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False, min_mass=0,
                                max_entropy=cap), PluginHost(load_entrypoints=False), tmp_path / "run",
