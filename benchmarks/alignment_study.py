@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import dimension_shifts
+import study_checks
 
 from promptopt.config import BEFORE_OPTION_EXISTED, INITS, RunConfig, build_config
 from promptopt.errors import PromptoptError
@@ -411,6 +412,7 @@ def write_report(cells_path: Path, results: Path) -> None:
         t = table[country]["target"]
         lines.append(f"| {country} | {t.get('name', '')} | {t.get('kind', '')} | {t.get('source', '')} |")
 
+    lines += study_checks.report(study_checks.checks(table))
     lines += ["", "## Results per country", "", f"![L1 per country]({figure.relative_to(results.parent)})", ""]
     for country in countries:
         row, dims = table[country], table[country]["dims"]

@@ -39,7 +39,8 @@ def test_alignment_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert all(c["icl_loss"] is not None for c in cells)
 
     text = results.read_text()
-    for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50", "device: cpu"):
+    for word in ("US", "CN", "de", "random", "naive", "ICL", "alternate wording", "C = 50", "device: cpu",
+                 "## Issue 8's checks"):
         assert word in text
     # the option mass section: per country, the naive model's mass, then each optimizer's median
     mass_rows = text.split("## Answer validity: option mass")[1].split("##")[0]
