@@ -50,7 +50,7 @@ from typing import Any
 import dimension_shifts
 import study_checks
 
-from promptopt.config import BEFORE_OPTION_EXISTED, INITS, RunConfig, build_config
+from promptopt.config import BEFORE_OPTION_EXISTED, INITS, POSITIONS, RunConfig, build_config
 from promptopt.errors import PromptoptError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
@@ -154,7 +154,7 @@ def cell_config(args, country: str, optimizer: str, seed: int, icl: bool = False
                         optimizer=optimizer, seed=seed, budget=args.budget,
                         popsize=args.popsizes.get(optimizer, args.popsizes["*"]), icl_baseline=icl,
                         min_mass=args.min_mass, max_entropy=args.max_entropy, init=args.init,
-                        counterbalance=args.counterbalance)
+                        position=args.position, counterbalance=args.counterbalance)
 
 
 def is_done(cell: dict[str, Any] | None, config: RunConfig) -> bool:
@@ -546,6 +546,8 @@ def parse_args(argv: list[str] | None = None):
                    help="cap on the answers' entropy for every optimizer's runs (default: a run's, none)")
     p.add_argument("--init", choices=INITS, default=None,
                    help="where every optimizer's soft prompts start (default: a run's, random)")
+    p.add_argument("--position", choices=POSITIONS, default=None,
+                   help="where every optimizer's soft prompts go (default: a run's, reply)")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--dtype", default=None, choices=["auto", *DTYPES],

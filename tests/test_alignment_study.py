@@ -135,6 +135,18 @@ def test_the_study_passes_its_init_to_every_cell_and_old_cells_count_as_random_i
     assert study.is_done(old, study.build_config(None, budget=480, popsize=16, optimizer="random"))
 
 
+def test_the_study_passes_its_position_to_every_cell_and_a_cell_at_another_position_is_rerun():
+    study = _load()
+    args = study.parse_args(["--device", "cpu", "--position", "answer"])
+    args.popsizes = study.parse_popsizes(args.popsize)
+    config = study.cell_config(args, "US", "de", 0)
+    assert config.position == "answer"
+    at_reply = {"budget": config.budget, "popsize": config.popsize,
+                "settings": {**study.settings_of(config), "position": "reply"}}
+    assert not study.is_done(at_reply, config)
+    assert study.is_done({**at_reply, "settings": study.settings_of(config)}, config)
+
+
 def test_a_bad_dtype_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         _load().parse_args(["--dtype", "float99"])
