@@ -66,3 +66,14 @@ def test_the_report_marks_failures_in_bold():
     table = _table(alt=20.0)
     text = "\n".join(checks.report(checks.checks(table)))
     assert text.count("| pass |") == 5 and text.count("| **fail** |") == 1
+
+
+def test_optimizers_are_compared_over_the_countries_both_have_cells_for():
+    table = _table(others={"cma": 6.0})
+    del table["DE"]["optimizers"]["cma"]
+    table["DE"]["optimizers"]["de"]["loss"] = 1.0   # DE only: over all its countries DE's median would tie cma's
+    for country in ("SA", "US"):
+        table[country]["optimizers"]["de"]["loss"], table[country]["optimizers"]["cma"]["loss"] = 7.0, 4.0
+    found = checks.optimizer_checks(table)[1]       # over SA, US, CN, IN: de 6.00 vs cma 5.00
+    assert found.passed is False and found.detail.startswith("6.00 vs 5.00")
+    assert "over the 4 countries both have: SA, US, CN, IN" in found.detail
