@@ -59,6 +59,8 @@ RUN_OPTIONS = [
     click.option("--max-entropy", type=float, help="cap on how undecided the answers are: their mean entropy over "
                                                     "the options, 0 (one option) to 1 (all equally likely); "
                                                     "the bare embedded model is at 0.53 (default: no cap)"),
+    click.option("--shift-weight", type=float, help="L1 points of penalty per answer point the item means move, on "
+                                                     "average, from the bare model's (default: none)"),
     click.option("--device", help="cpu (default) or cuda[:N]"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),

@@ -48,6 +48,7 @@ class RunConfig:
     batch_rows: int | None = None
     min_mass: float | None = 0.1   # floor on the option mass; 0 or None: no floor
     max_entropy: float | None = None  # cap on the answers' mean normalised entropy; None: no cap
+    shift_weight: float | None = None  # L1 points per answer point the item means move from the bare model's
     target_loss: float | None = None
     patience: int | None = None
     time_limit: float | None = None
@@ -113,6 +114,8 @@ class RunConfig:
             self.min_mass = None   # one spelling of "no floor", as config.json and the study record it
         need(self.max_entropy is None or 0 < self.max_entropy <= 1,
              f"--max-entropy must be in (0, 1], a share of the largest entropy, e.g. 0.6 (got {self.max_entropy})")
+        need(self.shift_weight is None or self.shift_weight >= 0,
+             f"--shift-weight must be >= 0 L1 points per answer point, e.g. 5, or 0 for none (got {self.shift_weight})")
         need(self.patience is None or self.patience >= 1, f"--patience must be >= 1 generation (got {self.patience})")
         need(self.time_limit is None or self.time_limit > 0, f"--time-limit must be > 0 seconds (got {self.time_limit})")
         need(self.executor in EXECUTORS, f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from promptopt.objectives import answer_entropy, entropy_penalty, l1_loss, mass_penalty
+from promptopt.objectives import answer_entropy, entropy_penalty, l1_loss, mass_penalty, shift_penalty
 
 from .evaluator import AnswerDistribution, SoftPromptEvaluator
 
@@ -32,13 +32,16 @@ class SurveyObjective:
     ``min_mass`` / ``max_entropy``: penalised floor on the option mass, cap on the answer entropy."""
 
     def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1,
-                 min_mass: float | None = None, max_entropy: float | None = None) -> None:
+                 min_mass: float | None = None, max_entropy: float | None = None,
+                 shift_weight: float | None = None) -> None:
         if evaluator.n_items % respondents:
             raise ValueError(f"{evaluator.n_items} prompts do not split into {respondents} respondents")
         self.evaluator = evaluator
         self.respondents = respondents
         self.min_mass = min_mass or None  # floor on the mean option mass (0 or None: none), see objectives.mass_penalty
         self.max_entropy = max_entropy    # cap on the mean answer entropy (None: none), see objectives.entropy_penalty
+        self.shift_weight = shift_weight or None  # L1 points per answer point moved from the bare model's
+        self._bare_means = None
         self.n_options = evaluator.option_mask.sum(-1)  # [R * Q]
         self.scorer = scorer
         self.target = target
@@ -49,12 +52,19 @@ class SurveyObjective:
         """``mass=False``: leave out the option mass (a diagnostic), as the optimisation loop does,
         unless a ``min_mass`` floor needs it for the fitness."""
         answers = self.evaluator.evaluate(soft, mass=mass or self.min_mass is not None)
-        # prompts are respondent-major: [P, R * Q] -> item means over respondents [P, Q]
-        means = answers.expected.view(answers.expected.shape[0], self.respondents, -1).mean(1)
+        means = self._item_means(answers)
         scores = self.scorer.score(means)
         loss = l1_loss(scores, self.target_scores)
         entropy = answer_entropy(answers.probs, self.n_options)
         fitness = loss if self.min_mass is None else loss + mass_penalty(answers.mass, self.min_mass)
         if self.max_entropy is not None:
             fitness = fitness + entropy_penalty(entropy, self.max_entropy)
+        if self.shift_weight is not None:
+            if self._bare_means is None:
+                self._bare_means = self._item_means(self.evaluator.evaluate(None, mass=False))[0]
+            fitness = fitness + shift_penalty(means, self._bare_means, self.shift_weight)
         return SurveyResult(loss, scores, answers, fitness, entropy)
+
+    def _item_means(self, answers: AnswerDistribution) -> torch.Tensor:
+        """Prompts are respondent-major: [P, R * Q] -> item means over respondents [P, Q]."""
+        return answers.expected.view(answers.expected.shape[0], self.respondents, -1).mean(1)

@@ -104,7 +104,7 @@ def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt:
                                     reversed_scales=reversed_scales)
     try:
         objective = SurveyObjective(evaluator, scorer, target, respondents=blocks, min_mass=config.min_mass,
-                                    max_entropy=config.max_entropy)
+                                    max_entropy=config.max_entropy, shift_weight=config.shift_weight)
     except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
         raise UsageError(str(exc)) from None
     return instrument, scorer, target, objective
@@ -332,7 +332,7 @@ def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[
         "icl_option_mass": state.icl.get("option_mass") if state.icl else None, "min_mass": config.min_mass,
         "answer_entropy": float(final.entropy[0]), "naive_answer_entropy": state.naive.get("answer_entropy"),
         "icl_answer_entropy": state.icl.get("answer_entropy") if state.icl else None,
-        "max_entropy": config.max_entropy,
+        "max_entropy": config.max_entropy, "shift_weight": config.shift_weight,
         "batch_rows": objective.evaluator.last_batch_rows,
         "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
         "instrument": session.instrument.name, "run_dir": str(state.run_dir)}

@@ -34,6 +34,7 @@ from .loss import (
     entropy_penalty,
     l1_loss,
     mass_penalty,
+    shift_penalty,
 )
 from .scorer import LinearScorer, scorer_from_config, vsm13_scorer
 from .targets import (

@@ -13,7 +13,7 @@ import torch
 from .errors import ObjectivesError
 
 __all__ = ["ENTROPY_PENALTY", "L1_DESCRIPTION", "MASS_PENALTY", "abs_errors", "answer_entropy", "entropy_penalty",
-           "l1_loss", "mass_penalty"]
+           "l1_loss", "mass_penalty", "shift_penalty"]
 
 L1_DESCRIPTION = "L1 = mean absolute difference over the six dimensions"
 
@@ -80,3 +80,11 @@ def entropy_penalty(entropy: torch.Tensor, cap: float) -> torch.Tensor:
     ``cap``: keeps the aligned answers about as decided as the bare model's, so the scores cannot
     be moved by making every answer a near-uniform guess. Continuous, like mass_penalty."""
     return ENTROPY_PENALTY * (entropy - cap).clamp_min(0)
+
+
+def shift_penalty(means: torch.Tensor, bare_means: torch.Tensor, weight: float) -> torch.Tensor:
+    """Penalty ``[P]``: ``weight`` L1 points per answer point the item means ``[P, Q]`` move, on
+    average over the items, from the bare model's ``[Q]``. Asks the search for the prompt that
+    reaches the target while changing the answers least, so that what it changes is what the
+    target needs and not a shift that another wording of the same items would not share."""
+    return weight * (means - bare_means).abs().mean(dim=-1)

@@ -36,6 +36,7 @@ def test_a_run_table_is_accepted(tmp_path):
     ("min_mass = -0.1", "--min-mass must be a share of probability in \\[0, 1\\)"),
     ("max_entropy = 0", "--max-entropy must be in \\(0, 1\\]"),
     ("max_entropy = 1.2", "--max-entropy must be in \\(0, 1\\]"),
+    ("shift_weight = -1", "--shift-weight must be >= 0"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle):

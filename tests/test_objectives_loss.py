@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptopt.objectives import (ENTROPY_PENALTY, MASS_PENALTY, ObjectivesError, abs_errors, answer_entropy,
-                                  entropy_penalty, l1_loss, mass_penalty)
+                                  entropy_penalty, l1_loss, mass_penalty, shift_penalty)
 
 
 def test_l1_by_hand():
@@ -72,3 +72,9 @@ def test_entropy_penalty_is_zero_under_the_cap_and_grows_three_points_per_hundre
     out = entropy_penalty(torch.tensor([0.5, 0.6, 0.7]), 0.6)
     assert out.tolist() == pytest.approx([0.0, 0.0, 30.0], abs=1e-4)
     assert ENTROPY_PENALTY * 0.01 == pytest.approx(3.0)
+
+
+def test_shift_penalty_is_zero_at_the_bare_answers_and_grows_weight_points_per_mean_answer_point_moved():
+    bare = torch.tensor([1.0, 2.0, 1.5])
+    means = torch.stack([bare, bare + torch.tensor([1.0, -1.0, 0.0]), bare + 0.5])   # [P, Q]
+    assert shift_penalty(means, bare, 6.0).tolist() == pytest.approx([0.0, 4.0, 3.0])

@@ -76,6 +76,22 @@ def test_an_entropy_cap_makes_the_optimizer_minimise_loss_plus_the_entropy_penal
     assert summary["max_entropy"] == cap and summary["answer_entropy"] > cap
 
 
+def test_a_shift_weight_makes_the_optimizer_minimise_loss_plus_the_answers_mean_move_from_the_bare_model(
+        tmp_path, monkeypatch):
+    results, told = _record_loop(monkeypatch)
+    weight = 7.0
+    run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False, min_mass=0,
+                     shift_weight=weight), PluginHost(load_entrypoints=False), tmp_path / "run",
+        progress=False, echo=lambda _: None)
+    bare = results[0].answers.expected[0]          # the naive baseline: the bare model's item means
+    loop = results[1:-1]
+    assert len(loop) == len(told) == 3
+    for result, fitness in zip(loop, told):
+        moved = (result.answers.expected - bare).abs().mean(-1)
+        assert (moved > 0).all()
+        assert torch.allclose(fitness, result.loss + weight * moved)
+
+
 def test_the_best_loss_is_the_l1_of_the_candidate_with_the_best_fitness(tmp_path):
     summary = run(build_config(None, model="tiny", popsize=4, generations=3, seed=0, icl_baseline=False,
                                min_mass=0.5), PluginHost(load_entrypoints=False), tmp_path / "run",
