@@ -60,8 +60,9 @@ class SurveyObjective:
         if self.max_entropy is not None:
             fitness = fitness + entropy_penalty(entropy, self.max_entropy)
         if self.shift_weight is not None:
-            if self._bare_means is None:
-                self._bare_means = self._item_means(self.evaluator.evaluate(None, mass=False))[0]
+            if self._bare_means is None:   # a run's naive baseline (soft None) comes first and is them
+                bare = means if soft is None else self._item_means(self.evaluator.evaluate(None, mass=False))
+                self._bare_means = bare[0]
             fitness = fitness + shift_penalty(means, self._bare_means, self.shift_weight)
         return SurveyResult(loss, scores, answers, fitness, entropy)
 

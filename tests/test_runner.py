@@ -12,7 +12,7 @@ from promptopt.evaluator import SoftPromptEvaluator
 from promptopt.host import PluginHost
 from promptopt.objective import SurveyObjective
 from promptopt.optimizers import DifferentialEvolution
-from promptopt.runner import run
+from promptopt.runner import build_objective, run
 
 
 def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_final_prompt_keep_it(tmp_path, monkeypatch):
@@ -135,3 +135,15 @@ def test_the_closing_table_warns_when_the_answers_end_over_the_entropy_cap():
     assert not [line for line in table(0.6, 0.6) if line.startswith("warning:")]
     over = [line for line in table(0.7, 0.6) if line.startswith("warning:")]
     assert len(over) == 1 and "0.70" in over[0] and "--max-entropy 0.6" in over[0]
+
+
+def test_the_shift_penalty_measures_from_the_bare_model_whether_or_not_the_naive_baseline_came_first():
+    host = PluginHost(load_entrypoints=False)
+    config = build_config(None, model="tiny", min_mass=0, shift_weight=5.0)
+    backend = host.create_model("tiny")
+    soft = torch.randn(2, config.tokens, backend.hidden_size) * 0.02
+    prompt_first = build_objective(host, config, backend)[3]
+    naive_first = build_objective(host, config, backend)[3]
+    naive_first(None)
+    assert torch.allclose(prompt_first(soft).fitness, naive_first(soft).fitness)
+    assert torch.allclose(prompt_first._bare_means, naive_first._bare_means)
