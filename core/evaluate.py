@@ -62,8 +62,9 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     "alternate" is the held-out check of a prompt optimised on the main wording."""
     if baseline and soft_prompt:
         raise UsageError("give --baseline or --soft-prompt, not both")
-    soft, meta = (load_soft_prompt(soft_prompt) if soft_prompt else (None, {}))
-    saved, saved_from = saved_scoring(soft_prompt) if soft_prompt else ({}, None)
+    prompt_file = _soft_prompt_file(soft_prompt) if soft_prompt else None   # looked up once
+    soft, meta = load_soft_prompt(prompt_file) if prompt_file else (None, {})
+    saved, saved_from = saved_scoring(prompt_file) if prompt_file else ({}, None)
     if meta.get("position"):   # a prompt without its run's config still knows where it goes
         saved.setdefault("position", meta["position"])
     config = build_config(config_file, defaults=saved, **flags)   # the run's settings, under --config and flags

@@ -49,3 +49,12 @@ def test_cells_without_held_out_scores_are_an_error(tmp_path):
     path.write_text(json.dumps(cell("US", 0, "cma", (1, 1), (1, 1))) + "\n")
     with pytest.raises(SystemExit, match="no de cells with held-out scores"):
         dimension_shifts.main([str(path)])
+
+
+def test_report_gives_the_alternate_loss_a_fully_carried_over_halving_shift_would_leave(tmp_path, capsys):
+    # target 50, bare 40 on the main wording (error -10) and 60 on the alternate (+10): a shift of +5
+    # halves the main error and, carried over, leaves the alternate 15 off, above its naive 10
+    path = tmp_path / "cells.jsonl"
+    path.write_text(json.dumps(cell("US", 0, "de", (2, 4), (1, 8))) + "\n")
+    dimension_shifts.main([str(path)])
+    assert "| US | 10.0 | 10.0 | 1/1 | 10.0 | 15.0 |" in capsys.readouterr().out
