@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LINE_1 = -50.0  # issue 8: DE lowers the naive loss by at least 50%
 DEFAULT_ROWS = ROOT / "study" / "transfer" / "tuning.jsonl"
+COLOURS = {"reply": "tab:orange", "answer": "tab:blue", "prefix": "tab:green", "suffix": "tab:red"}  # per position
 
 
 def runs(paths: list[Path]) -> pd.DataFrame:
@@ -89,7 +90,8 @@ def write_figure(frame: pd.DataFrame, path: Path) -> None:
         ax.axhline(0, color="0.5", lw=0.8)
         for position in positions:
             p = g[g["position"] == position]
-            ax.scatter(p["main"], p["alternate"], s=12, label=position, alpha=0.8)
+            ax.scatter(p["main"], p["alternate"], s=14, label=position, alpha=0.8,
+                       color=COLOURS.get(position, "0.4"))
         ax.set_title(f"{country} ({int((g['line_1'] & g['held_out']).sum())}/{len(g)} meet both)", fontsize="small")
     low, high = frame["alternate"].min(), frame["alternate"].max()
     axes.flat[0].set_ylim(low - 0.05 * (high - low) - 1, high + 0.05 * (high - low) + 1)
