@@ -38,8 +38,7 @@ def runs(paths: list[Path]) -> pd.DataFrame:
             r = json.loads(line)
             if r.get("alt_loss") is None:
                 continue
-            rows.append({"country": r["country"], "variant": r["variant"], "seed": r["seed"],
-                         "budget": r["budget"], "position": r["settings"]["position"],
+            rows.append({"country": r["country"], "position": r["settings"]["position"],
                          "main": 100 * (r["loss"] / r["naive_loss"] - 1),
                          "alternate": 100 * (r["alt_loss"] / r["alt_naive_loss"] - 1)})
     frame = pd.DataFrame(rows)
@@ -61,7 +60,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             "best main change, runs below naive on the alternate": _pct(g.loc[g["held_out"], "main"].min()),
         })
 
-    order = frame.groupby("country")["line_1"].size().sort_values(ascending=False).index
+    order = frame.groupby("country").size().sort_values(ascending=False).index
     table = frame.groupby("country").apply(per_country, include_groups=False).loc[order]
     table.index.name = "country"
     return table
@@ -71,13 +70,14 @@ def _pct(value: float) -> str:
     return "\u2013" if pd.isna(value) else f"{value:+.0f}%"
 
 
-def write_figure(frame: pd.DataFrame, path: Path) -> None:
+def write_figure(frame: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
+    """Every run on one panel per country, in the order and with the counts of ``summary``'s table."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    countries = list(summary(frame).index)
+    countries = list(table.index)
     positions = sorted(frame["position"].unique())
     cols = min(5, len(countries))
     rows = -(-len(countries) // cols)
@@ -92,7 +92,7 @@ def write_figure(frame: pd.DataFrame, path: Path) -> None:
             p = g[g["position"] == position]
             ax.scatter(p["main"], p["alternate"], s=14, label=position, alpha=0.8,
                        color=COLOURS.get(position, "0.4"))
-        ax.set_title(f"{country} ({int((g['line_1'] & g['held_out']).sum())}/{len(g)} meet both)", fontsize="small")
+        ax.set_title(f"{country} ({table.loc[country, 'both lines']}/{len(g)} meet both)", fontsize="small")
     low, high = frame["alternate"].min(), frame["alternate"].max()
     axes.flat[0].set_ylim(low - 0.05 * (high - low) - 1, high + 0.05 * (high - low) + 1)
     axes.flat[0].set_xlim(-100, 5)
@@ -118,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         p.error(f"no such tuning file: {', '.join(missing)}")
     frame = runs(args.rows)
-    print(markdown(summary(frame)))
+    table = summary(frame)
+    print(markdown(table))
     if args.png:
-        write_figure(frame, args.png)
+        write_figure(frame, table, args.png)
         print(f"\nfigure: {args.png}")
     return 0
 
