@@ -35,7 +35,7 @@ RUN_OPTIONS = [
     click.option("--instrument", help="vsm13 (default), a plugin's, or a survey TOML file"),
     click.option("--scorer", help="scorer name (default: the instrument's own)"),
     click.option("--country", help="target by ISO code or name, e.g. US, USA, 'United States' (default US)"),
-    click.option("--model", help="smollm2 (default), tiny, a local path or a cached Hugging Face id"),
+    click.option("--model", help="smollm2 (default), tiny, a saved model directory, a .gguf file or a cached Hugging Face id"),
     click.option("--popsize", type=int, help="candidates per generation (default 8)"),
     click.option("--generations", type=int, help="generations to run (default: --budget / --popsize)"),
     click.option("--budget", type=int, help="evaluations to spend, instead of --generations (default 480)"),

@@ -281,7 +281,7 @@ class PluginHost:
         if Path(name).expanduser().exists() or "/" in name:
             try:
                 return load_pretrained(name, device=device, dtype=dtype)
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, ValueError) as exc:  # a missing path, a GGUF transformers cannot read, no chat template
                 raise UsageError(str(exc)) from None
         self.entry("models", name)  # raises the unknown-name error listing the models
         raise AssertionError("unreachable")

@@ -100,9 +100,16 @@ class CausalLMBackend:
 
 def load_pretrained(name_or_path: str, device: str | torch.device = "cpu",
                     dtype: str | torch.dtype | None = None, **kwargs) -> CausalLMBackend:
-    """Load a local directory or a model id already in the Hugging Face cache (never downloads)."""
+    """Load a local directory, a local GGUF file (dequantised once, then cached: `gguf.converted`)
+    or a model id already in the Hugging Face cache (never downloads)."""
     device = torch.device(device)
     local = Path(name_or_path).expanduser()
+    info = {}
+    if local.suffix.lower() == ".gguf":
+        from .gguf import converted
+
+        info = {"gguf": str(local.resolve()), "safetensors_cache": str(converted(local))}
+        local = Path(info["safetensors_cache"])
     target = str(local) if local.exists() else name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True, **kwargs)
@@ -113,5 +120,6 @@ def load_pretrained(name_or_path: str, device: str | torch.device = "cpu",
     except (OSError, ValueError) as exc:
         raise FileNotFoundError(
             f"model {name_or_path!r} is neither a local directory nor in the Hugging Face cache "
-            f"({str(exc).splitlines()[0]}); use smollm2, tiny, or a path to a saved model") from None
-    return CausalLMBackend(name=name_or_path, model=model.to(device), tokenizer=tokenizer, source=target)
+            f"({str(exc).splitlines()[0]}); use smollm2, tiny, a saved model's directory or a .gguf file") from None
+    return CausalLMBackend(name=name_or_path, model=model.to(device), tokenizer=tokenizer,
+                           source=info.get("gguf", target), info=info)

@@ -1,0 +1,100 @@
+"""GGUF files as models: dequantised once by transformers, then cached as safetensors.
+
+transformers can read a GGUF file directly but dequantises it on every load (20 s for the 135M
+embedded model, minutes for larger ones); the cache makes later loads take seconds. Any
+architecture transformers reads from GGUF works (Llama, Qwen2, Gemma 2/3, Phi-3, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_model
+
+# Dequantised weights are stored in fp32 below this size (the dtype the embedded model is measured
+# in) and in bf16 from it on, so an 8B model's cache is 16 GB, not 32.
+FP32_CACHE_MAX_PARAMETERS = 1_000_000_000
+_FINGERPRINT_BYTES = 4 << 20
+
+
+def cache_root() -> Path:
+    """Where converted models live: $PROMPTOPT_CACHE, else $XDG_CACHE_HOME/promptopt, else ~/.cache/promptopt."""
+    root = os.environ.get("PROMPTOPT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "promptopt")
+    return Path(root)
+
+
+def fingerprint(gguf: Path) -> str:
+    """A short content key: the file's size and its first and last 4 MiB (the header, which names
+    every tensor and its quantisation, and the end of the data), so renaming or moving a file
+    keeps its cache and replacing it does not, without reading gigabytes on every load."""
+    digest = hashlib.sha256()
+    size = gguf.stat().st_size
+    digest.update(str(size).encode())
+    with gguf.open("rb") as f:
+        digest.update(f.read(_FINGERPRINT_BYTES))
+        f.seek(max(0, size - _FINGERPRINT_BYTES))
+        digest.update(f.read(_FINGERPRINT_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def convert(gguf: Path, dest: Path) -> None:
+    """Dequantise once and save model + tokenizer as safetensors; the rename makes it atomic."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    if model.num_parameters() >= FP32_CACHE_MAX_PARAMETERS:
+        model = model.to(torch.bfloat16)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=dest.parent))
+    try:
+        # save_pretrained refuses GGUF-loaded models; the weights are plain tensors after dequantising
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"{gguf}\n")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def converted(gguf: Path, dest: Path | None = None) -> Path:
+    """The safetensors + tokenizer folder of a GGUF file, converting it on first use (by default
+    under ``cache_root()/gguf/<name>-<fingerprint>``)."""
+    gguf = Path(gguf).expanduser().resolve()
+    if not gguf.is_file():
+        raise FileNotFoundError(f"GGUF file {gguf} does not exist")
+    if dest is None:
+        dest = cache_root() / "gguf" / f"{gguf.stem}-{fingerprint(gguf)}"
+    if not (dest / "model.safetensors").exists():
+        # in a child process, so the dequantising peak (~2.2 GB RSS for 135M parameters) is not kept
+        # by this one; a plain interpreter, not multiprocessing's spawn, which re-imports the caller's
+        # script and so fails in any script that has no `if __name__ == "__main__"` guard. Its stderr
+        # (the progress bar) is passed through; its last line is the error if it fails.
+        code = (f"import sys; from pathlib import Path; from {__name__} import convert; "
+                "convert(Path(sys.argv[1]), Path(sys.argv[2]))")
+        child = subprocess.Popen([sys.executable, "-c", code, str(gguf), str(dest)], stderr=subprocess.PIPE)
+        tail = ""
+        for chunk in iter(lambda: child.stderr.read1(1 << 16), b""):
+            text = chunk.decode(errors="replace")
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            tail = (tail + text)[-4096:]
+        if child.wait() != 0:
+            lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit code {child.returncode}"
+            raise ValueError(f"cannot convert {gguf} with transformers: {reason}")
+    return dest
