@@ -83,18 +83,14 @@ def converted(gguf: Path, dest: Path | None = None) -> Path:
         # in a child process, so the dequantising peak (~2.2 GB RSS for 135M parameters) is not kept
         # by this one; a plain interpreter, not multiprocessing's spawn, which re-imports the caller's
         # script and so fails in any script that has no `if __name__ == "__main__"` guard. Its stderr
-        # (the progress bar) is passed through; its last line is the error if it fails.
-        code = (f"import sys; from pathlib import Path; from {__name__} import convert; "
-                "convert(Path(sys.argv[1]), Path(sys.argv[2]))")
-        child = subprocess.Popen([sys.executable, "-c", code, str(gguf), str(dest)], stderr=subprocess.PIPE)
-        tail = ""
-        for chunk in iter(lambda: child.stderr.read1(1 << 16), b""):
-            text = chunk.decode(errors="replace")
-            sys.stderr.write(text)
-            sys.stderr.flush()
-            tail = (tail + text)[-4096:]
-        if child.wait() != 0:
-            lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+        # (the progress bar) is the user's; its stdout's last line says why it failed, if it does.
+        code = (f"import sys\nfrom pathlib import Path\nfrom {__name__} import convert\n"
+                "try:\n    convert(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+                "except Exception as exc:\n"
+                "    print((f'{type(exc).__name__}: {exc}'.splitlines() or ['?'])[0])\n    sys.exit(1)\n")
+        child = subprocess.run([sys.executable, "-c", code, str(gguf), str(dest)], stdout=subprocess.PIPE, text=True)
+        if child.returncode != 0:
+            lines = child.stdout.strip().splitlines()
             reason = lines[-1] if lines else f"exit code {child.returncode}"
             raise ValueError(f"cannot convert {gguf} with transformers: {reason}")
     return dest

@@ -37,13 +37,13 @@ def test_a_missing_gguf_file_is_bad_input(tmp_path):
     assert code == 2 and "none.gguf does not exist" in err
 
 
-def test_a_file_that_is_not_gguf_is_refused_in_one_line_and_nothing_is_cached(tmp_path, monkeypatch):
+def test_a_file_that_is_not_gguf_is_refused_in_one_line_without_a_traceback_and_nothing_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTOPT_CACHE", str(tmp_path / "cache"))
     bad = _write(tmp_path / "bad.gguf", b"not a gguf file at all")
     code, _, err = invoke(["evaluate", "--model", str(bad), "--country", "US"])
-    last = err.strip().splitlines()[-1]
-    assert code == 2
-    assert last.startswith("Error: cannot convert") and "GGUF" in last
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("Error: cannot convert") and "GGUF" in lines[0]
     cached = tmp_path / "cache" / "gguf"
     assert not cached.exists() or not any(p.name.startswith("bad") for p in cached.iterdir())
 
