@@ -211,6 +211,11 @@ def list_cmd(kind) -> None:
                 click.echo(f"    {t.code:<16} {t.name:<28} {scores}")
 
 
+def _one_line(message: str) -> str:
+    """Click spreads some messages (a missing Choice argument lists its choices) over lines."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         h = host()
@@ -221,8 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # bare `promptopt`: the help text itself, as click prints it
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # click's own format is Usage / Try --help / blank / Error; the project's is one line
+        hint = f" ({exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except PromptoptError as exc:
         click.echo(f"Error: {exc}", err=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +17,13 @@ POSITIONS = ("suffix", "prefix", "answer", "reply")
 EXECUTORS = ("local", "ray")
 INITS = ("random", "screen")   # where x0 starts without --init-text (runner.init_ids)
 BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
+# "auto" and the keys of promptopt.models.backend.DTYPES, spelt out so a config check does not import
+# torch (tested equal)
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+SEED_MAX = 2**63 - 1   # torch.manual_seed takes a signed 64-bit seed; numpy's generators refuse negatives
+DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+# float options that a run compares and records: nan and inf pass a range check or break the run
+FINITE = ("radius", "min_mass", "max_entropy", "shift_weight", "target_loss", "time_limit")
 # what a config saved before an option existed ran at, where that is not today's default
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None,   # the floor came in off, then became default 0.1
                                          "init": "random",    # x0 was K random tokens before screening
@@ -85,6 +94,10 @@ class RunConfig:
             if not ok:
                 raise UsageError(message)
 
+        for name in FINITE:
+            value = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            need(value is None or math.isfinite(value), f"{flag} must be a finite number (got {value})")
         need(self.popsize >= 4, f"--popsize must be >= 4 (got {self.popsize})")
         need(self.generations is None or self.generations >= 1, f"--generations must be >= 1 (got {self.generations})")
         need(self.budget is None or self.budget >= self.popsize,
@@ -104,8 +117,12 @@ class RunConfig:
             need(filled != "", f"--init-text must be non-empty text (a space is a token), with {{country}} as its only "
                                        f"placeholder (got {self.init_text!r})")
         need(self.position in POSITIONS, f"--position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
-        need(self.device == "cpu" or self.device.startswith("cuda"),
-             f"--device must be cpu or cuda[:N] (got {self.device!r})")
+        need(0 <= self.seed <= SEED_MAX, f"--seed must be in 0..2**63-1 (got {self.seed})")
+        need(self.dtype is None or self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        need(self.out is None or self.out.strip() != "",
+             "--out must be a directory path, not empty; omit it for the default runs/<time>-<optimizer>-<country>")
+        need(DEVICE.fullmatch(self.device) is not None,
+             f"malformed --device {self.device!r}; --device must be cpu or cuda[:N] (e.g. cuda:1) or mps")
         need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
         need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
         need(self.min_mass is None or 0 <= self.min_mass < 1,
@@ -130,6 +147,14 @@ class RunConfig:
             import torch
 
             need(torch.cuda.is_available(), f"--device {self.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
+            index = int(self.device.partition(":")[2] or 0)
+            count = torch.cuda.device_count()
+            need(index < count, f"--device {self.device} asked for, but this torch sees {count} CUDA GPU(s), "
+                                f"cuda:0..cuda:{count - 1}; give one of those")
+        if self.device == "mps":
+            import torch
+
+            need(torch.backends.mps.is_available(), "--device mps asked for, but this torch sees no Apple GPU; use --device cpu")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +198,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     if "run" in data and isinstance(data["run"], dict):

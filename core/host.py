@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "promptopt.plugins.eventlog",
 )
 DEFAULT_TARGET_TABLE = "hofstede"
+NOUNS = {"targets": "target table"}  # what one registered name is, in messages: a table, not a country
 BUILTIN_DISTRIBUTION = "promptopt"
 # Hooks whose implementations are called by the host one plugin at a time (with `register`).
 REGISTRATION_HOOKS = tuple(f"promptopt_register_{kind}" for kind in KINDS)
@@ -85,6 +86,13 @@ class PluginInfo:
                 "registered": {k: list(v) for k, v in self.registered.items()}}
 
 
+def _reason(exc: Exception) -> str:
+    """A plugin's error message; str() of a KeyError is the repr of its message, quotes and all."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc)
+
+
 def _env_list(name: str) -> set[str] | None:
     value = os.environ.get(name)
     return None if value is None else {v.strip() for v in value.split(",") if v.strip()}
@@ -101,7 +109,8 @@ class PluginHost:
         self.failures: list[PluginFailure] = []
         self.hook_errors: list[HookError] = []
         self.info: dict[str, PluginInfo] = {}
-        self.registries = {kind: Registry(kind.rstrip("s"), partial(self._validate, kind)) for kind in KINDS}
+        self.registries = {kind: Registry(NOUNS.get(kind, kind.rstrip("s")), partial(self._validate, kind))
+                           for kind in KINDS}
         self._checked: set[tuple[str, str]] = set()
         from promptopt import __version__
 
@@ -295,8 +304,11 @@ class PluginHost:
                 raise UsageError(f"instrument file {name} does not exist; give a path to a TOML survey")
             try:
                 return load_instrument(name)
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"instrument file {name} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                 "save it as UTF-8 TOML") from None
             except (ValueError, KeyError) as exc:
-                raise UsageError(str(exc).strip("'\"")) from None
+                raise UsageError(_reason(exc)) from None
         instrument = self.entry("instruments", name).factory()
         return self._checked_once("instruments", name, instrument, validation.check_instrument)
 
@@ -334,6 +346,6 @@ class PluginHost:
         try:
             target = targets.resolve(query)
         except (ValueError, KeyError) as exc:
-            raise UsageError(str(exc).strip("'\"")) from None
+            raise UsageError(_reason(exc)) from None
         validation.check_target(table, target)
         return target

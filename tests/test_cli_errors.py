@@ -1,0 +1,119 @@
+"""Bad input exits 2 with one line, `Error: what was wrong; what would be right`, and writes no run."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import invoke
+
+TINY = ["--model", "tiny", "--popsize", "4", "--generations", "2", "--quiet"]
+
+
+def one_error_line(args: list[str], *needles: str) -> str:
+    """Run `promptopt ARGS`; assert exit 2 and a single `Error:` line on stderr holding every needle."""
+    code, stdout, stderr = invoke(args)
+    assert code == 2, (stdout, stderr)
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    for needle in needles:
+        assert needle in lines[0], stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["run", "--popsize", "abc"], ["'--popsize'", "'abc' is not a valid integer", "run --help)"]),
+    (["run", "--position", "middle"], ["'--position'", "'middle'", "reply", "run --help)"]),
+    (["run", "--frobnicate"], ["No such option '--frobnicate'", "run --help)"]),
+    (["frobnicate"], ["No such command 'frobnicate'", "--help)"]),
+    (["report", "/no/such/run"], ["'/no/such/run' does not exist", "report --help)"]),
+    (["list"], ["Missing argument", "models, instruments, scorers, optimizers, targets", "list --help)"]),
+    (["list", "nosuch"], ["'nosuch' is not one of", "list --help)"]),
+])
+def test_click_usage_errors_are_one_line_with_a_help_hint(args, needles):
+    one_error_line(args, *needles)
+
+
+def test_a_directory_given_as_config_is_one_line(tmp_path):
+    one_error_line(["run", "--config", str(tmp_path)], "'--config'", "is a directory", "run --help)")
+
+
+def test_help_still_prints_the_full_usage():
+    code, stdout, stderr = invoke(["run", "--help"])
+    assert code == 0 and stdout.startswith("Usage: ") and "--popsize" in stdout and stderr == ""
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--seed", "99999999999999999999999"], ["--seed must be in 0..2**63-1", "99999999999999999999999"]),
+    (["--seed", "-1"], ["--seed must be in 0..2**63-1 (got -1)"]),
+    (["--radius", "inf"], ["--radius must be a finite number (got inf)"]),
+    (["--radius", "nan"], ["--radius must be a finite number (got nan)"]),
+    (["--shift-weight", "inf"], ["--shift-weight must be a finite number"]),
+    (["--max-entropy", "nan"], ["--max-entropy must be a finite number"]),
+    (["--min-mass", "nan"], ["--min-mass must be a finite number"]),
+    (["--time-limit", "inf"], ["--time-limit must be a finite number"]),
+    (["--target-loss", "-inf"], ["--target-loss must be a finite number"]),
+    (["--device", "cudaX"], ["malformed --device 'cudaX'", "cpu or cuda[:N]"]),
+    (["--device", "cuda:"], ["malformed --device 'cuda:'"]),
+    (["--targets", "nosuch"], ["unknown target table 'nosuch'", "registered: hofstede"]),
+])
+def test_bad_run_values_are_rejected_before_anything_is_written(tmp_path, args, needles):
+    one_error_line(["run", *TINY, *args, "--out", str(tmp_path / "r")], *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_out_is_an_error_not_the_default_run_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_error_line(["run", *TINY, "--out", ""], "--out must be a directory path, not empty")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text, needles", [
+    ('seed = -1\n', ["--seed must be in 0..2**63-1 (got -1)"]),
+    ('dtype = "float64"\n', ["--dtype must be one of auto, float32", "'float64'"]),
+    ('radius = inf\n', ["--radius must be a finite number"]),
+    ('out = ""\n', ["--out must be a directory path"]),
+])
+def test_validate_rejects_what_a_run_would_fail_on(tmp_path, text, needles):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "tiny"\n' + text)
+    one_error_line(["validate", str(path)], *needles)
+
+
+def test_the_dtypes_a_config_accepts_are_the_backends():
+    from promptopt.config import DTYPES
+    from promptopt.models.backend import DTYPES as BACKEND_DTYPES
+
+    assert DTYPES == ("auto", *BACKEND_DTYPES)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_bytes(b"\xff\xfe bad")
+    one_error_line(["validate", str(path)], f"config file {path} is not UTF-8 text")
+    one_error_line(["run", *TINY, "--config", str(path), "--out", str(tmp_path / "r")], f"config file {path}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_instrument_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "survey.toml"
+    path.write_bytes(b"\xff\xfe bad")
+    one_error_line(["run", *TINY, "--instrument", str(path), "--out", str(tmp_path / "r")],
+                   f"instrument file {path} is not UTF-8 text")
+
+
+def test_an_instrument_error_keeps_the_quotes_at_the_end_of_its_message(tmp_path):
+    path = tmp_path / "survey.toml"
+    path.write_text('[instrument]\nname = "x"\n')
+    line = one_error_line(["run", *TINY, "--instrument", str(path), "--out", str(tmp_path / "r")],
+                          "missing key 'blocks'")
+    assert line.endswith("with an 'intro'"), line
+
+
+def test_a_cuda_index_past_the_visible_gpus_is_named(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    one_error_line(["run", *TINY, "--device", "cuda:1", "--out", str(tmp_path / "r")],
+                   "--device cuda:1 asked for, but this torch sees 1 CUDA GPU(s), cuda:0..cuda:0")
+    assert not (tmp_path / "r").exists()
