@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -72,8 +73,13 @@ def _read(path: Path) -> dict[str, Any]:
     return _unpack(json.loads(meta["state"]), tensors)
 
 
-def load_checkpoint(run_dir: Path, warn=print) -> dict[str, Any]:
-    """The newest readable checkpoint of run_dir; falls back to the previous one if the newest is damaged."""
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_checkpoint(run_dir: Path, warn: Callable[[str], None] = _warn) -> dict[str, Any]:
+    """The newest readable checkpoint of run_dir; falls back to the previous one if the newest is damaged
+    (saying so through ``warn``: stderr by default, so stdout keeps only the run's results)."""
     errors = []
     for name in (CHECKPOINT, PREVIOUS):
         path = run_dir / name

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -141,6 +143,20 @@ def init_ids(backend, config: RunConfig, target, objective) -> list[int] | None:
     return None
 
 
+def check_tokens(backend, config: RunConfig, init_tokens: list[int] | None) -> None:
+    """make_space fills x0 with distinct non-special tokens after any given ones; past that x0 comes
+    out shorter than K and the first decode fails on mismatched tensor sizes, so say so first."""
+    special = set(backend.tokenizer.all_special_ids)
+    vocab = backend.embedding_matrix.shape[0]
+    pool = vocab - len({i for i in special if 0 <= i < vocab})
+    given = len([i for i in init_tokens or [] if i not in special])
+    if config.tokens > given + pool:
+        start = f"its {given} --init-text tokens, then " if given else "K "
+        raise UsageError(f"--tokens {config.tokens} is more than model {config.model} can supply: the soft prompt "
+                         f"starts as {start}distinct vocabulary tokens, and it has only {pool} that are not special; "
+                         f"use --tokens {given + pool} or fewer")
+
+
 def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | None = None) -> Session:
     """``init_tokens``: x0's token ids when already known (a Ray actor gets the driver's, so it
     does not redo --init screen's scoring); else from the config (init_ids)."""
@@ -148,6 +164,7 @@ def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | N
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
     if init_tokens is None:
         init_tokens = init_ids(backend, config, target, objective)
+    check_tokens(backend, config, init_tokens)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
                            set(backend.tokenizer.all_special_ids), config.radius, init_tokens, config.basis)
@@ -182,7 +199,53 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     run_dir = Path(run_dir or config.out or default_run_dir(config))
     if (run_dir / "config.json").exists():
         raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
-    return _start(config, host, run_dir, progress, echo)
+    created = prepare_run_dir(run_dir)
+    before = set() if created else {p.name for p in run_dir.iterdir()}
+    try:
+        return _start(config, host, run_dir, progress, echo)
+    except BaseException as exc:
+        # nothing worth resuming yet: no config (any stop), or no generation done (an error, not Ctrl-C,
+        # which resume restarts by design); clear it away so the same command can simply be run again
+        if not (run_dir / "config.json").exists() or (
+                isinstance(exc, Exception) and not (run_dir / "history.csv").exists()):
+            _remove_new(run_dir, created, before)
+        raise
+
+
+def prepare_run_dir(run_dir: Path) -> Path | None:
+    """Make run_dir before the model loads, so a path that cannot be a directory fails at once in one
+    line; returns the topmost directory this made (None: run_dir already existed)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file; give a directory (new or empty) for the run")
+    top = None
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            break
+        top = path
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except NotADirectoryError:
+        under = next(p for p in run_dir.parents if p.exists())
+        raise UsageError(f"--out {run_dir} is under {under}, which is a file; give a path inside a directory") from None
+    except OSError as exc:
+        raise UsageError(f"--out {run_dir} cannot be created ({exc.strerror or exc}); "
+                         "give a directory you can write to") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {run_dir} is not writable; give a directory you can write to")
+    return top
+
+
+def _remove_new(run_dir: Path, created: Path | None, before: set[str]) -> None:
+    """Undo a failed start: the directories it made, else only the entries that were not there before."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for path in run_dir.iterdir():
+        if path.name not in before:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
@@ -206,22 +269,37 @@ def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
     return _optimise(host, session, state, progress, echo)
 
 
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _flag(name: str) -> str:
+    """A config field as the user types it: time_limit -> --time-limit."""
+    return "--" + name.replace("_", "-")
+
+
 def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[str, Any] | None = None,
-           progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Continue a run from its newest good checkpoint, as if it had never stopped."""
+           progress: bool = True, echo: Callable[[str], None] = print,
+           warn: Callable[[str], None] = _warn) -> dict[str, Any]:
+    """Continue a run from its newest good checkpoint, as if it had never stopped. ``warn`` (stderr by
+    default) gets what the user should know but stdout's results should not hold."""
     host = host or PluginHost()
     run_dir = Path(run_dir)
     try:
-        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        data = json.loads((run_dir / "config.json").read_text())
     except FileNotFoundError:
         raise UsageError(f"{run_dir} is not a run directory (no config.json); give a directory written by `promptopt run`") from None
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise CheckpointError(f"{run_dir}/config.json is damaged ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{run_dir}/config.json is damaged ({exc}); start a new run") from None
+    saved = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{run_dir}/config.json is damaged (it holds no \"config\" table of the run's "
+                              "options); give a directory written by `promptopt run`, or start a new run")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     bad = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
     if bad:
-        raise UsageError(f"--resume continues the run's own config; it cannot change {', '.join(bad)} "
-                         f"(only {', '.join(RESUME_OVERRIDABLE)})")
+        raise UsageError(f"--resume continues the run's own config; it cannot change {', '.join(map(_flag, bad))} "
+                         f"(only {', '.join(map(_flag, RESUME_OVERRIDABLE))})")
     saved = {**BEFORE_OPTION_EXISTED, **saved}   # options the run predates: as they then were
     if "generations" in overrides:
         saved["budget"] = None
@@ -232,7 +310,7 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
         # stopped before its first checkpoint (during the baselines): nothing to lose, start it again
         echo(f"{run_dir} stopped before its first checkpoint; starting it again from its config")
         return _start(config, host, run_dir, progress, echo)
-    checkpoint = load_checkpoint(run_dir, warn=echo)
+    checkpoint = load_checkpoint(run_dir, warn=warn)
     session = open_session(host, config)
     if checkpoint["optimizer"] is None:
         raise CheckpointError(f"optimizer {config.optimizer} cannot save its state, so the run in {run_dir} "
@@ -291,6 +369,12 @@ def _optimise(host: PluginHost, session: Session, state: RunState, progress: boo
         while not (reason := _should_stop(state, started, elapsed0)):
             t0 = time.perf_counter()
             result = executor(optimizer.ask())
+            if state.best_scores is None and not bool(torch.isfinite(result.fitness).any()):
+                # nothing to keep as the best (NaN < x is never true), and an optimizer fed only NaN/inf
+                # would search blindly: a setting that breaks the objective, so stop before a checkpoint
+                raise UsageError(f"every candidate's fitness was not finite (NaN or inf) in generation "
+                                 f"{len(state.history) + 1}, so there is no best soft prompt; use a finite "
+                                 "--radius and --shift-weight (or a smaller --radius)")
             optimizer.tell(result.fitness)
             i = int(torch.argmin(result.fitness))
             if float(result.fitness[i]) < state.best_fitness:

@@ -131,7 +131,7 @@ def test_truncated_checkpoint_falls_back_to_the_previous_good_one(tmp_path, refe
     newest = run_dir / "checkpoint.safetensors"
     newest.write_bytes(newest.read_bytes()[:100])
     warnings = []
-    resume(run_dir, PluginHost(load_entrypoints=False), progress=False, echo=warnings.append)
+    resume(run_dir, PluginHost(load_entrypoints=False), progress=False, warn=warnings.append)
     assert any("unreadable" in w and "checkpoint.prev" in w for w in warnings)
     assert_same(reference, outcome(run_dir))
 
@@ -169,7 +169,7 @@ def test_resume_can_extend_but_not_change_the_run(tmp_path):
     summary = resume(run_dir, PluginHost(load_entrypoints=False), overrides={"generations": 5}, **quiet)
     assert summary["generations"] == 5 and len(pd.read_csv(run_dir / "history.csv")) == 5
     code, _, err = invoke(["run", "--resume", str(run_dir), "--seed", "9", "--quiet"])
-    assert code == 2 and "cannot change seed" in err
+    assert code == 2 and "cannot change --seed" in err
     code, _, err = invoke(["run", "--resume", str(tmp_path / "nothing"), "--quiet"])
     assert code == 2 and "not a run directory" in err
 
