@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
-
 from promptopt.objectives import L1_DESCRIPTION
 
 from .baselines import icl_system_prompt
 from .config import build_config
 from .errors import CheckpointError, UsageError
 from .host import PluginHost
+from .rundir import read_json, read_soft_prompt
 from .runner import build_objective
 
 
@@ -32,14 +31,12 @@ def _soft_prompt_file(path: str | Path) -> Path:
 
 
 def load_soft_prompt(path: str | Path):
-    """(embeddings [K, H], metadata) from a run directory, its best/ folder, or the .safetensors file."""
+    """(embeddings [K, H], metadata) from a run directory, its best/ folder, or the .safetensors file;
+    checked here, before a model is loaded, so a bad file costs no model load and gives one line."""
     candidate = _soft_prompt_file(path)
     meta_file = candidate.parent / "metadata.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    try:
-        return load_file(str(candidate))["soft_prompt"], meta
-    except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
-        raise CheckpointError(f"{candidate} is not a readable soft prompt ({exc})") from None
+    meta = read_json(meta_file) if meta_file.exists() else {}
+    return read_soft_prompt(candidate), meta
 
 
 def saved_scoring(path: str | Path) -> tuple[dict[str, Any], Path | None]:
@@ -73,8 +70,9 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     system = icl_system_prompt(target) if baseline == "icl" else config.system_prompt
     _, _, target, objective = build_objective(host, config, backend, system, wording=wording)
     if soft is not None and soft.shape[-1] != backend.hidden_size:
-        raise UsageError(f"soft prompt has hidden size {soft.shape[-1]} but model {config.model} has "
-                         f"{backend.hidden_size}; use the model it was trained for ({meta.get('model', '?')})")
+        trained = f" ({meta['model']})" if meta.get("model") else ""
+        raise UsageError(f"{prompt_file} holds a soft prompt of shape {list(soft.shape)} but model {config.model} "
+                         f"takes [K, {backend.hidden_size}]; use the model it was trained for{trained}")
     result = objective(None if soft is None else soft[None])
     label = "soft prompt" if soft is not None else (baseline or "naive")
     dims = objective.dimensions

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, PromptoptError, UsageError
-from .rundir import atomic_write, write_json
+from .rundir import atomic_write, read_history, read_json, read_soft_prompt, write_json
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -55,7 +55,11 @@ def _run_dir(run_dir: str | Path) -> Path:
 # -- history.parquet ---------------------------------------------------------------------------------------------
 
 def export_history(run_dir: str | Path) -> Path:
-    """RUN/history.csv -> RUN/history.parquet (same columns, same values); returns the Parquet path."""
+    """RUN/history.csv -> RUN/history.parquet (same columns, same values); returns the Parquet path.
+
+    It checks the whole finished run (history.csv and best/, which export_peft reads next) before
+    writing, so `promptopt export` of an unfinished or damaged run leaves nothing behind.
+    """
     run_dir = _run_dir(run_dir)
     source = run_dir / "history.csv"
     if not source.is_file():
@@ -64,7 +68,8 @@ def export_history(run_dir: str | Path) -> Path:
         import pyarrow  # noqa: F401  - pandas' Parquet engine
     except ImportError:
         raise ExportError("writing history.parquet needs pyarrow: pip install pyarrow") from None
-    frame = pd.read_csv(source)
+    frame = read_history(source)
+    _load_best(run_dir)
     path = run_dir / "history.parquet"
     atomic_write(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
     return path
@@ -126,14 +131,9 @@ def _load_best(run_dir: Path) -> tuple[torch.Tensor, dict[str, Any]]:
     path = run_dir / "best" / "soft_prompt.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{run_dir} has no best/soft_prompt.safetensors; has the run finished?")
-    try:
-        soft = load_file(str(path))["soft_prompt"]
-    except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
-        raise CheckpointError(f"{path} is not a readable soft prompt ({exc})") from None
-    if soft.dim() != 2:
-        raise CheckpointError(f"{path}: expected a [K, H] soft prompt, got shape {list(soft.shape)}")
+    soft = read_soft_prompt(path)
     meta_file = run_dir / "best" / "metadata.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = read_json(meta_file) if meta_file.is_file() else {}
     return soft, meta
 
 

@@ -6,14 +6,13 @@ each atomically. Uses matplotlib's object API with the Agg canvas: no pyplot sta
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import CheckpointError, UsageError
-from .rundir import atomic_write
+from .rundir import atomic_write, read_history, read_json
 
 FIGSIZE = (12.0, 5.0)   # inches
 DPI = 100               # -> 1200 x 500 pixels
@@ -32,13 +31,39 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
         raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
-    try:
-        summary = json.loads(summary_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{summary_file} is not valid JSON ({exc})") from None
+    summary = read_json(summary_file)
+    _check_summary(summary, summary_file)
     history_file = run_dir / "history.csv"
-    history = pd.read_csv(history_file) if history_file.is_file() else None
+    history = read_history(history_file) if history_file.is_file() else None
     return summary, history
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_summary(summary: dict[str, Any], path: Path) -> None:
+    """Refuse, in one line naming the file, a summary.json the renderers would trip over (TypeError, KeyError)."""
+    right = "expected the summary.json `promptopt run` writes (restore it or re-run)"
+    missing = [k for k in ("loss", "naive_loss", "dimensions", "naive_dimensions", "target") if k not in summary]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}; {right}")
+    target = summary["target"]
+    if (not isinstance(target, dict) or any(k not in target for k in ("code", "name", "source"))
+            or not isinstance(target.get("scores"), dict) or not target["scores"]
+            or not all(_is_number(v) for v in target["scores"].values())):
+        raise CheckpointError(f"{path}: target is not an object with code, name, source and numeric scores; {right}")
+    dims = list(target["scores"])
+    for key in ("dimensions", "naive_dimensions", "icl_dimensions"):
+        values = summary.get(key)
+        if key == "icl_dimensions" and not values:
+            continue
+        if not isinstance(values, dict) or not all(_is_number(values.get(d)) for d in dims):
+            raise CheckpointError(f"{path}: {key} does not give a number for each of {', '.join(dims)}; {right}")
+    optional = ("icl_loss", "option_mass", "naive_option_mass", "answer_entropy", "naive_answer_entropy")
+    for key in ("loss", "naive_loss", *optional):
+        if not _is_number(summary.get(key)) and not (key in optional and summary.get(key) is None):
+            raise CheckpointError(f"{path}: {key} is {summary.get(key)!r}, not a number; {right}")
 
 
 def _series(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -72,6 +97,11 @@ def _num(value: float, places: int = 3) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def _or_nan(value: float | None) -> float:
+    """A recorded number, or nan where the run did not record it (older runs; None in summary.json)."""
+    return float("nan") if value is None else value
+
+
 def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_name: str | None = PNG_NAME) -> str:
     series = _series(summary)
     losses = _losses(summary)
@@ -92,11 +122,10 @@ def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_n
              ("seconds", summary.get("seconds"))]
     if summary.get("option_mass") is not None:
         facts.append(("option mass (naive -> aligned)",
-                      f"{summary.get('naive_option_mass', float('nan')):.3f} -> {summary['option_mass']:.3f}"))
+                      f"{_or_nan(summary.get('naive_option_mass')):.3f} -> {summary['option_mass']:.3f}"))
     if summary.get("answer_entropy") is not None:
-        naive_h = summary.get("naive_answer_entropy")
         facts.append(("answer entropy, 0-1 (naive -> aligned)",
-                      f"{naive_h if naive_h is not None else float('nan'):.2f} -> {summary['answer_entropy']:.2f}"))
+                      f"{_or_nan(summary.get('naive_answer_entropy')):.2f} -> {summary['answer_entropy']:.2f}"))
     if history is not None and len(history):
         facts.append(("best loss by generation", f"{history['best_loss'].iloc[0]:.3f} (gen 1) -> "
                                                  f"{history['best_loss'].iloc[-1]:.3f} (gen {len(history)})"))
@@ -154,8 +183,15 @@ def make_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Pat
     summary, history = load_run(run_dir)
     out = Path(out) if out is not None else Path(run_dir)
     png, md = out / PNG_NAME, out / MD_NAME
-    fig = render_figure(summary, history)
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    fig = render_figure(summary, history)   # both rendered before anything is written
     text = render_markdown(summary, history, PNG_NAME)
-    atomic_write(md, lambda tmp: Path(tmp).write_text(text))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+        atomic_write(md, lambda tmp: Path(tmp).write_text(text))
+    except OSError as exc:   # --out under a file, unwritable, ...: the user's path, not a bug
+        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker else f"{exc.strerror or exc}: {exc.filename or out}"
+        raise UsageError(f"cannot write the report into {out} ({why}); "
+                         "give --out a directory that can be created and written") from None
     return png, md

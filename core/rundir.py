@@ -1,4 +1,7 @@
-"""Run-directory files, each written atomically (temp file + rename): a crash leaves old or new, never half."""
+"""Run-directory files, each written atomically (temp file + rename): a crash leaves old or new, never half.
+
+The readers turn a damaged file into one CheckpointError line that names it (exit 2, no traceback).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from typing import Any, Callable
 
 import pandas as pd
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -51,3 +56,66 @@ def write_soft_prompt(directory: Path, embeddings: torch.Tensor, metadata: dict[
     meta = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in metadata.items()}
     atomic_write(directory / "soft_prompt.safetensors", lambda tmp: save_file(tensors, tmp, metadata=meta))
     write_json(directory / "metadata.json", metadata)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (pandas and json messages may span several)."""
+    return " ".join(str(exc).split())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in path; a file that is unreadable, not JSON or not an object is a one-line error."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({_one_line(exc)}); expected the JSON object "
+                              "promptopt writes there (restore it or re-run)") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object; expected the JSON object "
+                              "promptopt writes there (restore it or re-run)")
+    return data
+
+
+def read_history(path: Path, columns: tuple[str, ...] = ("generation", "best_loss", "mean_loss")) -> pd.DataFrame:
+    """history.csv as a DataFrame; an empty, corrupt or foreign CSV is one line, before anything is written."""
+    right = "expected the history.csv promptopt run writes (a header, then one row per generation)"
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise CheckpointError(f"{path} is empty; {right}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CheckpointError(f"{path} is not a readable CSV ({_one_line(exc)}); {right}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise CheckpointError(f"{path} has no {', '.join(missing)} column(s); {right}")
+    wrong = [c for c in columns if len(frame) and not pd.api.types.is_numeric_dtype(frame[c])]
+    if wrong:
+        raise CheckpointError(f"{path} has non-numeric values in {', '.join(wrong)}; {right}")
+    return frame
+
+
+def read_soft_prompt(path: Path) -> torch.Tensor:
+    """best/soft_prompt.safetensors as written above: a finite floating [K, H] tensor with K, H >= 1.
+
+    Anything else (a batch [P, K, H], a flat vector, 0 tokens, ints, NaN) would be scored or exported
+    as if it were a prompt, or fail deep inside the evaluator, so it is refused here in one line.
+    """
+    right = "expected a finite float tensor 'soft_prompt' of shape [K, H] (K >= 1 tokens x the model's hidden size)"
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
+        raise CheckpointError(f"{path} is not a readable soft prompt ({_one_line(exc)}); {right}") from None
+    if "soft_prompt" not in tensors:
+        held = ", ".join(map(repr, tensors)) or "none"
+        raise CheckpointError(f"{path} has no tensor 'soft_prompt' (it holds {held}); {right}")
+    soft = tensors["soft_prompt"]
+    if not soft.is_floating_point():
+        raise CheckpointError(f"{path} holds a tensor of dtype {str(soft.dtype).removeprefix('torch.')}; {right}")
+    if soft.dim() == 2 and soft.shape[0] == 0:
+        raise CheckpointError(f"{path} holds a soft prompt of 0 tokens (shape {list(soft.shape)}); {right}")
+    if soft.dim() != 2 or 0 in soft.shape:
+        raise CheckpointError(f"{path} holds a soft prompt of shape {list(soft.shape)}; {right}")
+    bad = int((~torch.isfinite(soft)).sum())
+    if bad:
+        raise CheckpointError(f"{path} holds {bad} non-finite value(s) (NaN or inf); {right}")
+    return soft

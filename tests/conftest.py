@@ -55,3 +55,11 @@ def invoke(args: list[str]):
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return code, out.getvalue(), err.getvalue()
+
+
+def finished_tiny_run(out: Path, popsize: int = 4, generations: int = 2) -> Path:
+    """A finished run of the tiny model in ``out``, for tests that read or damage its artifacts."""
+    code, _, err = invoke(["run", "--model", "tiny", "--quiet", "--popsize", str(popsize),
+                           "--generations", str(generations), "--out", str(out)])
+    assert code == 0, err
+    return out

@@ -7,18 +7,14 @@ import struct
 
 import pytest
 
-from conftest import invoke
+from conftest import finished_tiny_run
 
 DIMS = ["PDI", "IDV", "MAS", "UAI", "LTO", "IVR"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    code, _, err = invoke(["run", "--model", "tiny", "--popsize", "6", "--generations", "3", "--quiet",
-                           "--out", str(out)])
-    assert code == 0, err
-    return out
+    return finished_tiny_run(tmp_path_factory.mktemp("report") / "run", popsize=6, generations=3)
 
 
 def png_size(path) -> tuple[int, int]:
