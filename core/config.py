@@ -98,6 +98,8 @@ class RunConfig:
             value = getattr(self, name)
             flag = "--" + name.replace("_", "-")
             need(value is None or math.isfinite(value), f"{flag} must be a finite number (got {value})")
+        need(self.target_loss is None or self.target_loss >= 0,
+             f"--target-loss must be >= 0, the L1 loss's floor (got {self.target_loss})")
         need(self.popsize >= 4, f"--popsize must be >= 4 (got {self.popsize})")
         need(self.generations is None or self.generations >= 1, f"--generations must be >= 1 (got {self.generations})")
         need(self.budget is None or self.budget >= self.popsize,

@@ -117,3 +117,11 @@ def test_a_cuda_index_past_the_visible_gpus_is_named(tmp_path, monkeypatch):
     one_error_line(["run", *TINY, "--device", "cuda:1", "--out", str(tmp_path / "r")],
                    "--device cuda:1 asked for, but this torch sees 1 CUDA GPU(s), cuda:0..cuda:0")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_negative_target_loss_is_refused_by_validate_and_run(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text("target_loss = -5\n")
+    for args in (["validate", str(config)], ["run", "--model", "tiny", "--target-loss", "-5", "--quiet"]):
+        code, _, err = invoke(args)
+        assert code == 2 and err.strip().count("\n") == 0 and "--target-loss must be >= 0" in err, err

@@ -163,3 +163,4 @@ def test_the_unreadable_checkpoint_warning_goes_to_stderr_not_stdout(tmp_path):
     assert code == 0, stderr
     assert "is unreadable" in stderr and "checkpoint.prev" in stderr
     assert "Warning" not in stdout
+
