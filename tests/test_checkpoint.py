@@ -1,0 +1,47 @@
+"""Checkpoint packing: whatever a run saves comes back identical, a run's history included."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptopt.checkpoint import _pack, load_checkpoint, save_checkpoint
+
+numbers = st.one_of(st.integers(-2**53, 2**53), st.floats(allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**53), numbers, st.floats(allow_nan=False, allow_infinity=True)),
+                min_size=1, max_size=20))
+def test_a_history_round_trips_exactly_with_its_ints_kept_ints(tmp_path_factory, rows):
+    history = [{"generation": g, "mixed": m, "best_loss": b} for g, m, b in rows]
+    run_dir = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(run_dir, {"history": history, "best_scores": [1.5, 2.0], "icl": None})
+    back = load_checkpoint(run_dir)
+    assert back["history"] == history
+    assert [[type(v) for v in r.values()] for r in back["history"]] == [[type(v) for v in r.values()] for r in history]
+    assert back["best_scores"] == [1.5, 2.0] and back["icl"] is None
+
+
+def test_tables_that_are_not_all_numbers_still_round_trip(tmp_path):
+    state = {"rows": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], "ragged": [{"a": 1.0}, {"b": 2.0}],
+             "flags": [{"ok": True}], "big": [{"n": 2**60}], "tensor": torch.arange(3), "empty": []}
+    save_checkpoint(tmp_path, state)
+    back = load_checkpoint(tmp_path)
+    assert {k: v for k, v in back.items() if k != "tensor"} == {k: v for k, v in state.items() if k != "tensor"}
+    assert torch.equal(back["tensor"], state["tensor"]) and type(back["big"][0]["n"]) is int
+
+
+def test_a_long_history_is_packed_as_one_tensor_not_value_by_value():
+    history = [{"generation": i, "evaluations": 8 * i, "best_loss": 1 / (i + 1), **{d: 50.0 + i for d in "ABCDEF"}}
+               for i in range(1000)]
+    tensors = {}
+    packed = _pack(history, tensors)
+    assert packed["columns"][0] == "generation" and set(packed["ints"]) == {"generation", "evaluations"}
+    assert list(tensors.values())[0].shape == (1000, 9)
+    t0 = time.perf_counter()
+    _pack(history, {})
+    assert time.perf_counter() - t0 < 0.05   # value by value it took ~20 ms on 2 cores; packed ~2 ms
