@@ -91,9 +91,11 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     if not tensors:
         tensors["_empty"] = torch.zeros(0)
     current = run_dir / CHECKPOINT
-    if current.exists():
-        current.replace(run_dir / PREVIOUS)
-    atomic_write(current, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+    def keep_previous() -> None:  # only once the new one is complete: a stop mid-save leaves both
+        if current.exists():
+            current.replace(run_dir / PREVIOUS)
+    atomic_write(current, lambda tmp: save_file(tensors, tmp, metadata=meta), before_rename=keep_previous)
 
 
 def _read(path: Path) -> dict[str, Any]:

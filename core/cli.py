@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from .config import BASES, EXECUTORS, INITS, POSITIONS
-from .errors import PromptoptError, UsageError
+from .errors import PromptoptError, Stopped, UsageError
 from .host import KINDS, PluginHost
 
 _host: PluginHost | None = None
@@ -216,16 +218,33 @@ def _one_line(message: str) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+def _stop_on_signal(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
+def _exit_stopped(exc: BaseException | None) -> None:
+    """Ctrl-C or a termination signal: one line, and the shell's status for that signal (130, 143, 129)."""
+    signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    click.echo(f"Aborted ({signal.Signals(signum).name}).", err=True)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
+    # a scheduler's SIGTERM (preemption, scancel, kill) or a closed terminal's SIGHUP stops a run as
+    # Ctrl-C does (checkpoint kept, temp files removed) instead of killing it mid-write
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name) and threading.current_thread() is threading.main_thread():
+            signal.signal(getattr(signal, name), _stop_on_signal)
     try:
         h = host()
         if not getattr(cli, "_plugin_commands_added", False):  # once per process, however often main() runs
             h.pm.hook.promptopt_register_commands(cli=cli)
             cli._plugin_commands_added = True
         cli.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:
+        _exit_stopped(exc.__cause__)   # click raises Abort from the KeyboardInterrupt
+    except KeyboardInterrupt as exc:   # before click runs: while plugins import
+        _exit_stopped(exc)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()  # bare `promptopt`: the help text itself, as click prints it
         sys.exit(exc.exit_code)

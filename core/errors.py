@@ -25,3 +25,15 @@ class CheckpointError(PromptoptError, OSError):
     """A run directory or checkpoint is missing, corrupt or from an incompatible run."""
 
     exit_code = 2
+
+
+class Stopped(KeyboardInterrupt):
+    """A termination signal (SIGTERM from a scheduler's preemption or `kill`, SIGHUP from a closed
+    terminal) turned into the same clean stop as Ctrl-C: temp files removed, the run left resumable.
+    The CLI exits with 128 + the signal's number, as the shell would for the bare signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum

@@ -18,14 +18,17 @@ from safetensors.torch import load_file, save_file
 from .errors import CheckpointError
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) for a temp file beside path, then rename it over path."""
+def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callable[[], None] | None = None) -> None:
+    """Call write(tmp_path) for a temp file beside path, then rename it over path; ``before_rename``
+    runs in between (e.g. to move the old file aside only once the new one is complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as any file
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from .config import BEFORE_OPTION_EXISTED, RunConfig, config_from_mapping
 from .distributed import make_executor
-from .errors import CheckpointError, PromptoptError, UsageError
+from .errors import CheckpointError, PromptoptError, Stopped, UsageError
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
@@ -204,12 +204,22 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     try:
         return _start(config, host, run_dir, progress, echo)
     except BaseException as exc:
-        # nothing worth resuming yet: no config (any stop), or no generation done (an error, not Ctrl-C,
-        # which resume restarts by design); clear it away so the same command can simply be run again
+        # nothing worth resuming yet: no config (any stop), or no generation done (an error, not Ctrl-C
+        # or a signal, after which resume restarts it by design); clear it away so the same command can
+        # simply be run again
         if not (run_dir / "config.json").exists() or (
                 isinstance(exc, Exception) and not (run_dir / "history.csv").exists()):
             _remove_new(run_dir, created, before)
+        elif isinstance(exc, KeyboardInterrupt):
+            note_stop(run_dir, exc)
         raise
+
+
+def note_stop(run_dir: Path, exc: KeyboardInterrupt) -> None:
+    """Tell the user on stderr that the stopped run is kept, and how to continue it."""
+    why = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "stopped by Ctrl-C"
+    _warn(f"{why}; the run in {run_dir} keeps every finished generation: "
+          f"continue it with `promptopt run --resume {run_dir}`")
 
 
 def prepare_run_dir(run_dir: Path) -> Path | None:
@@ -285,6 +295,16 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     default) gets what the user should know but stdout's results should not hold."""
     host = host or PluginHost()
     run_dir = Path(run_dir)
+    try:
+        return _resume(run_dir, host, overrides, progress, echo, warn)
+    except KeyboardInterrupt as exc:
+        if (run_dir / "config.json").exists():
+            note_stop(run_dir, exc)
+        raise
+
+
+def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, progress: bool,
+            echo: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
     try:
         data = json.loads((run_dir / "config.json").read_text())
     except FileNotFoundError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,3 +46,20 @@ def test_a_long_history_is_packed_as_one_tensor_not_value_by_value():
     t0 = time.perf_counter()
     _pack(history, {})
     assert time.perf_counter() - t0 < 0.05   # value by value it took ~20 ms on 2 cores; packed ~2 ms
+
+
+def test_a_stop_while_a_checkpoint_is_written_keeps_the_newest_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import promptopt.checkpoint as checkpoint
+
+    save_checkpoint(tmp_path, {"generation": 1})
+    save_checkpoint(tmp_path, {"generation": 2})
+
+    def stopped(tensors, path, metadata=None):
+        open(path, "wb").write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_file", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, {"generation": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.safetensors", "checkpoint.safetensors"]
+    assert load_checkpoint(tmp_path)["generation"] == 2

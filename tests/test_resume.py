@@ -123,6 +123,54 @@ def test_sigkill_at_random_points_then_resume_is_identical(tmp_path, reference):
     assert_same(reference, outcome(run_dir))
 
 
+LONG = {**ARGS, "generations": 100}   # about a second of generations, so a signal lands mid-run
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # exact resume is exact at a fixed thread count
+
+
+def signal_mid_run(run_dir, signame):
+    """Start `promptopt run` (LONG) in a child, send it the signal after its first generation; (status, stderr)."""
+    cmd = [sys.executable, "-m", "promptopt", "run", "--model", "tiny", "--popsize", str(LONG["popsize"]),
+           "--generations", str(LONG["generations"]), "--seed", str(LONG["seed"]), "--quiet", "--out", str(run_dir)]
+    # a session of its own, so SIGINT is not ignored as it is in a shell's background jobs
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=CHILD_ENV,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not (run_dir / "checkpoint.prev.safetensors").exists():
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be signalled"
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err.decode()
+
+
+def assert_stopped_cleanly(run_dir, err):
+    assert f"promptopt run --resume {run_dir}" in err and "Traceback" not in err
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]   # no temp file left behind
+    assert (run_dir / "checkpoint.safetensors").exists() and not (run_dir / "summary.json").exists()
+
+
+def test_sigterm_stops_cleanly_with_status_143_and_resume_gives_the_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    run(build_config(None, **LONG), PluginHost(load_entrypoints=False), straight, progress=False, echo=lambda s: None)
+    run_dir = tmp_path / "run"
+    status, err = signal_mid_run(run_dir, "SIGTERM")
+    assert status == 143 and "stopped by SIGTERM" in err, err
+    assert_stopped_cleanly(run_dir, err)
+    done = subprocess.run([sys.executable, "-m", "promptopt", "run", "--resume", str(run_dir), "--quiet"],
+                          capture_output=True, env=CHILD_ENV, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert_same(outcome(straight), outcome(run_dir))
+
+
+@pytest.mark.parametrize("signame, status, said", [("SIGHUP", 129, "stopped by SIGHUP"),
+                                                   ("SIGINT", 130, "stopped by Ctrl-C")])
+def test_sighup_and_ctrl_c_stop_as_sigterm_does_with_the_shells_status(tmp_path, signame, status, said):
+    run_dir = tmp_path / "run"
+    code, err = signal_mid_run(run_dir, signame)
+    assert code == status and said in err, err
+    assert_stopped_cleanly(run_dir, err)
+
+
 def test_truncated_checkpoint_falls_back_to_the_previous_good_one(tmp_path, reference):
     run_dir = tmp_path / "run"
     quiet = dict(progress=False, echo=lambda s: None)
