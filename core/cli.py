@@ -114,10 +114,11 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
 def validate(config_file) -> None:
     """Check a run config file: keys, types, values, and that every name it uses resolves."""
     from .config import build_config
+    from .runner import check_optimizer
 
     config = build_config(config_file)
     h = host()
-    optimizer = h.optimizer_class(config.optimizer)
+    optimizer = type(check_optimizer(h, config))
     instrument = h.create_instrument(config.instrument)
     scorer = h.create_scorer(instrument, config.scorer, config.constants or None)
     target = h.target(config.country, config.targets)

@@ -35,6 +35,7 @@ from .host import PluginHost
 from .objective import SurveyObjective
 from .rundir import write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
+from .validation import check_hyper
 
 # stopping rules, and where generations are evaluated (which does not change the numbers)
 RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience",
@@ -116,6 +117,7 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
     cls = host.optimizer_class(config.optimizer)
     if config.popsize < getattr(cls, "min_popsize", 1):
         raise UsageError(f"--popsize must be >= {cls.min_popsize} for {config.optimizer} (got {config.popsize})")
+    check_hyper(config.optimizer, cls, config.hyper)
     hyper = dict(config.hyper)
     accepted = inspect.signature(cls).parameters
     if "x0" in accepted:  # start the search at the initial soft prompt
@@ -129,6 +131,17 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
                    device=space.lower.device, **hyper)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
+
+
+def check_optimizer(host: PluginHost, config: RunConfig):
+    """The run's optimizer built once on a stand-in space of the run's search dimension (direct search:
+    8 values per token, the model's hidden size being unknown before it loads), so ``promptopt
+    validate`` catches what the constructor refuses (F = 5, an unknown strategy) without a model."""
+    dim = config.subspace or 8 * config.tokens
+    ones = torch.ones(dim)
+    stand_in = SoftPromptSpace("subspace", config.tokens, 1, torch.zeros(config.tokens, 1), -ones, ones,
+                               torch.zeros(dim, config.tokens), [])
+    return make_optimizer(host, config, stand_in)
 
 
 def init_ids(backend, config: RunConfig, target, objective) -> list[int] | None:

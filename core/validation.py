@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from .errors import PluginError
+from .errors import PluginError, UsageError
 
 def _describe(obj: Any) -> str:
     return getattr(obj, "__qualname__", None) or type(obj).__name__
@@ -117,3 +117,88 @@ def check_target(table: str, obj: Any) -> None:
     if missing or not isinstance(getattr(obj, "scores", None), Mapping):
         raise PluginError(f'target table "{table}": resolve() returned {type(obj).__name__} without '
                           f"{', '.join(missing) or 'a scores mapping'}; expected a promptopt.objectives.Target")
+
+
+# what the runner itself passes every optimizer, and the flag that sets it
+RUN_SET_PARAMETERS = {"dim": "the search space (--subspace, --tokens)", "bounds": "the search space (--radius)",
+                      "popsize": "--popsize", "seed": "--seed", "device": "--device"}
+_TOML_TYPES = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
+               dict: "a table", list: "an array"}
+
+
+def check_hyper(optimizer: str, cls: type, hyper: Mapping[str, Any]) -> None:
+    """A run's ``[hyper]`` table against the optimizer's constructor: every key one of its keyword
+    parameters (not one the run sets from a flag), every value of the type its annotation names.
+    A typo or a quoted number is then one line naming the key, before any model loads, instead of a
+    TypeError from deep inside the optimizer (or a key silently swallowed by ``**kwargs``)."""
+    import typing
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to check against: trust it
+        return
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: check names only
+        hints = {}
+    for name, p in parameters.items():  # unannotated: the default's type, if it has one
+        if name not in hints and p.default is not p.empty and p.default is not None:
+            hints[name] = type(p.default)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    settable = [n for n, p in parameters.items()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in RUN_SET_PARAMETERS
+                and n != "self" and _accepted_types(hints.get(n)) != ()]
+    where = f"optimizer {optimizer} ({cls.__name__})"
+    for key, value in hyper.items():
+        if key in RUN_SET_PARAMETERS:
+            raise UsageError(f"[hyper] {key} is set by the run from {RUN_SET_PARAMETERS[key]}; set it there, "
+                             "not in [hyper]")
+        if key not in parameters:
+            if takes_any:
+                continue
+            raise UsageError(f"[hyper] {key} is not a parameter of {where}; it takes {', '.join(settable) or 'none'}")
+        wanted = _accepted_types(hints.get(key))
+        if wanted == ():
+            raise UsageError(f"[hyper] {key} of {where} takes {_hint_name(hints[key])}, which a config file cannot hold; "
+                             f"settable there: {', '.join(settable) or 'none'}")
+        if wanted is not None and not _is_instance(value, wanted):
+            kinds = " or ".join(dict.fromkeys(_TOML_TYPES[t] for t in wanted))
+            raise UsageError(f"[hyper] {key} = {value!r} must be {kinds} for {where}")
+
+
+def _accepted_types(hint: Any) -> tuple[type, ...] | None:
+    """The config-file types a value may have for annotation ``hint``: None, no check (no hint, Any or
+    a generic); () when nothing a config file holds fits (e.g. torch.dtype)."""
+    import types
+    import typing
+    from collections.abc import Sequence
+
+    if hint is None or hint is Any:
+        return None
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    plain: list[type] = []
+    for arg in args:
+        origin = typing.get_origin(arg) or arg
+        if arg is type(None):
+            continue
+        if origin is Any or not isinstance(origin, type):
+            return None
+        if issubclass(origin, Mapping):
+            plain.append(dict)
+        elif issubclass(origin, Sequence) and origin is not str:
+            plain.append(list)
+        elif origin in _TOML_TYPES:
+            plain.append(origin)
+    return tuple(plain)
+
+
+def _hint_name(hint: Any) -> str:
+    return f"{hint.__module__}.{hint.__qualname__}" if isinstance(hint, type) else str(hint)
+
+
+def _is_instance(value: Any, wanted: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in wanted
+    if isinstance(value, int) and float in wanted:
+        return True  # 1 for 1.0
+    return isinstance(value, wanted)

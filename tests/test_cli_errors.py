@@ -125,3 +125,44 @@ def test_a_negative_target_loss_is_refused_by_validate_and_run(tmp_path):
     for args in (["validate", str(config)], ["run", "--model", "tiny", "--target-loss", "-5", "--quiet"]):
         code, _, err = invoke(args)
         assert code == 2 and err.strip().count("\n") == 0 and "--target-loss must be >= 0" in err, err
+
+
+@pytest.mark.parametrize("text, needles", [
+    ('[hyper]\nFF = 0.5\n', ["[hyper] FF is not a parameter of optimizer de (DifferentialEvolution)",
+                             "it takes strategy, F, CR"]),
+    ('[hyper]\nF = "0.5"\n', ["[hyper] F = '0.5' must be a number"]),
+    ('[hyper]\nlpsr = 1\n', ["[hyper] lpsr = 1 must be true or false"]),
+    ('[hyper]\nmemory_size = 2.5\n', ["[hyper] memory_size = 2.5 must be an integer"]),
+    ('[hyper]\npopsize = 4\n', ["[hyper] popsize is set by the run from --popsize"]),
+    ('[hyper]\ndtype = "float64"\n', ["[hyper] dtype", "takes torch.dtype, which a config file cannot hold"]),
+    ('[hyper]\nF = 5\n', ["optimizer de: F must be in (0, 2] (got 5)"]),
+    ('[hyper]\nstrategy = "jad"\n', ["optimizer de: strategy must be one of", "'jad'"]),
+    ('optimizer = "cma"\n[hyper]\nsigma0 = "big"\n', ["[hyper] sigma0 = 'big' must be a number", "cma (CMAES)"]),
+    ('optimizer = "ng:TwoPointsDE"\n[hyper]\nF = 0.5\n', ["[hyper] F is not a parameter of optimizer ng:TwoPointsDE",
+                                                         "it takes budget, x0"]),
+])
+def test_hyper_keys_and_values_are_checked_against_the_optimizer_by_validate_and_run(tmp_path, text, needles):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "tiny"\n' + text)
+    one_error_line(["validate", str(path)], *needles)
+    one_error_line(["run", *TINY, "--config", str(path), "--out", str(tmp_path / "r")], *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_hyper_values_of_the_right_type_pass_validate(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "tiny"\n[hyper]\nF = 1\nCR = 0.9\nlpsr = true\nstrategy = "jade"\nmemory_size = 3\n')
+    code, out, err = invoke(["validate", str(path)])
+    assert code == 0 and ": ok (de [DifferentialEvolution]" in out, err
+
+
+def test_an_optimizer_taking_any_keyword_gets_its_hyper_unchecked():
+    from promptopt.validation import check_hyper
+
+    class Open:
+        def __init__(self, dim, *, bounds, popsize=8, seed=0, device="cpu", **options):
+            pass
+
+    check_hyper("open", Open, {"anything": "goes", "rate": 0.1})
+    with pytest.raises(ValueError, match=r"\[hyper\] seed is set by the run from --seed"):
+        check_hyper("open", Open, {"seed": 3})
