@@ -23,6 +23,7 @@ since every chunk is a pure function of its z. An exception raised by the evalua
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,6 +170,24 @@ class GenerationStats:
         return max(0.0, self.wall - self.actor_max)
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` cluster address must accept a TCP connection within
+    ``timeout`` seconds: ray.init would otherwise retry its GCS connection for minutes, printing a
+    warning every few seconds, before failing. ``auto``, ``local`` and None are Ray's to resolve."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address} is not an address Ray can join; give auto, HOST:PORT "
+                         "(the head's GCS, default port 6379) or ray://HOST:PORT (Ray Client, default 10001)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: no connection within {timeout:g} s "
+                         f"({exc.strerror or type(exc).__name__}); check that its head is up (`ray status` on "
+                         "it) and the address and port, or run without --executor ray") from None
+
+
 class RayExecutor:
     """Evaluate each generation on a pool of Ray actors; the driver keeps the optimizer.
 
@@ -199,6 +218,7 @@ class RayExecutor:
         self._owns_ray = False
         if not ray.is_initialized():
             kwargs = {"include_dashboard": False, "log_to_driver": False, **(init_kwargs or {})}
+            check_reachable(address or os.environ.get("RAY_ADDRESS"))
             try:
                 ray.init(address=address, **kwargs)
             except ConnectionError as exc:

@@ -28,7 +28,7 @@ from . import __version__
 from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from .config import BEFORE_OPTION_EXISTED, RunConfig, config_from_mapping
-from .distributed import make_executor
+from .distributed import check_reachable, make_executor
 from .errors import CheckpointError, PromptoptError, Stopped, UsageError
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
@@ -212,6 +212,7 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     run_dir = Path(run_dir or config.out or default_run_dir(config))
     if (run_dir / "config.json").exists():
         raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
+    check_cluster(config)
     created = prepare_run_dir(run_dir)
     before = set() if created else {p.name for p in run_dir.iterdir()}
     try:
@@ -233,6 +234,12 @@ def note_stop(run_dir: Path, exc: KeyboardInterrupt) -> None:
     why = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "stopped by Ctrl-C"
     _warn(f"{why}; the run in {run_dir} keeps every finished generation: "
           f"continue it with `promptopt run --resume {run_dir}`")
+
+
+def check_cluster(config: RunConfig) -> None:
+    """--executor ray with an address that accepts no connection fails at once, before the model loads."""
+    if config.executor == "ray":
+        check_reachable(config.ray_address or os.environ.get("RAY_ADDRESS"))
 
 
 def prepare_run_dir(run_dir: Path) -> Path | None:
@@ -339,6 +346,7 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
     if "budget" in overrides:
         saved["generations"] = None
     config = RunConfig(**config_from_mapping({**saved, **overrides}, where=str(run_dir / "config.json"))).validate()
+    check_cluster(config)
     if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
         # stopped before its first checkpoint (during the baselines): nothing to lose, start it again
         echo(f"{run_dir} stopped before its first checkpoint; starting it again from its config")

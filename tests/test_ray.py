@@ -48,6 +48,34 @@ def test_bad_executor_options_exit_2(tmp_path, args, needle):
     assert code == 2 and needle in stderr, stderr
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, needles", [
+    ("127.0.0.1:{port}", ["cannot reach the Ray cluster at 127.0.0.1:", "no connection within 5 s"]),
+    ("ray://127.0.0.1:{port}", ["cannot reach the Ray cluster at ray://127.0.0.1:"]),
+    ("headnode", ["--ray-address headnode is not an address Ray can join", "HOST:PORT"]),
+])
+def test_a_ray_address_nothing_listens_on_fails_at_once_before_the_model_loads(tmp_path, monkeypatch, address,
+                                                                                needles):
+    import time
+
+    import promptopt.runner as runner
+
+    monkeypatch.setattr(runner, "open_session", lambda *a, **k: pytest.fail("loaded a model"))
+    started = time.perf_counter()
+    code, _, stderr = invoke(["run", *TINY, "--executor", "ray", "--ray-address", address.format(port=_closed_port()),
+                              "--out", str(tmp_path / "r")])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert all(n in stderr for n in needles), stderr
+    assert time.perf_counter() - started < 10 and not (tmp_path / "r").exists()
+
+
 def test_a_worker_given_the_drivers_init_tokens_builds_its_space_without_redoing_the_screening(monkeypatch):
     """--init screen scores a population before the search; each Ray actor gets the driver's
     pick instead of scoring it again (plain Python: no Ray needed)."""
