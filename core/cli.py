@@ -271,4 +271,15 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:
+        # a read-only folder, a full disk: what the system said, on one line, no traceback (bad
+        # input, 2, where the user chose the path; 1 where the machine failed); an OSError with no
+        # errno is a library's own message (transformers: a model it cannot find): left as it is
+        if exc.errno is None:
+            raise
+        what = f"{exc.filename}: " if exc.filename else ""
+        right = ("check its permissions or give another path" if isinstance(exc, PermissionError)
+                 else "the system refused it; free space or fix the device and run it again")
+        click.echo(f"Error: {what}{exc.strerror or _one_line(str(exc))}; {right}", err=True)
+        sys.exit(2 if isinstance(exc, PermissionError) else 1)
     sys.exit(0)

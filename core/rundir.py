@@ -30,8 +30,10 @@ def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callab
         if before_rename is not None:
             before_rename()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename == tmp:
+            exc.filename = str(path)  # the user knows the file, not its temp name
         raise
 
 

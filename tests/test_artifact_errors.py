@@ -163,3 +163,36 @@ def test_export_of_a_good_run_still_writes_history_and_adapter(run):
     code, out, err = invoke(["export", str(run)])
     assert code == 0, err
     assert (run / "history.parquet").is_file() and (run / "best" / "peft" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("command, right", [(["export"], "check its permissions"), (["report"], "give --out")])
+def test_a_run_folder_that_cannot_be_written_is_one_line_naming_the_file(tmp_path, monkeypatch, command, right):
+    import errno
+
+    import pandas as pd
+
+    run_dir = finished_tiny_run(tmp_path / "run")
+
+    def read_only(self, path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", read_only)
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", read_only)
+    code, _, err = invoke([*command, str(run_dir)])
+    assert_one_line_error(code, err, str(run_dir), "Permission denied", right)
+
+
+def test_a_full_disk_is_one_line_with_status_1(tmp_path, monkeypatch):
+    import errno
+
+    import pandas as pd
+
+    run_dir = finished_tiny_run(tmp_path / "run")
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    code, _, err = invoke(["export", str(run_dir)])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "history.parquet: No space left on device" in err and "Traceback" not in err
