@@ -9,6 +9,8 @@ model's embedding statistics so candidates stay in the region real tokens occupy
 
 from __future__ import annotations
 
+import os
+
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +56,34 @@ class SoftPromptSpace:
                 "bounds": [float(self.lower.min()), float(self.upper.max())]}
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system can still hand out (MemAvailable: free plus reclaimable cache)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_projection_fits(subspace: int, n_tokens: int, hidden: int) -> None:
+    """The projection A [d, K*H] (float32, built on the CPU) must fit in half the memory left, so a
+    mistyped --subspace is one line, not a machine swapping itself to a halt."""
+    need, free = 4 * subspace * n_tokens * hidden, available_memory()
+    if free is None or need <= free / 2:
+        return
+    values = n_tokens * hidden
+    raise ValueError(f"--subspace {subspace} needs a {need / 2**30:.1f} GiB projection (d x K x H = {subspace} x "
+                     f"{n_tokens} x {hidden} float32), more than half the {free / 2**30:.1f} GiB of memory left; "
+                     f"the soft prompt has only K x H = {values} values, so use --subspace {min(values, 64)} or "
+                     f"another d <= {values}, or 0 to search all {values} directly")
+
+
 def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, seed: int,
                special_ids: set[int] | None = None, radius: float = 1.0,
                init_ids: list[int] | None = None, basis: str = "gaussian") -> SoftPromptSpace:
@@ -97,6 +127,7 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
             lo, hi = mid - half, mid + half
         return SoftPromptSpace("direct", n_tokens, hidden, x0.to(device), lo.repeat(n_tokens).to(device),
                                hi.repeat(n_tokens).to(device), None, init, radius)
+    check_projection_fits(subspace, n_tokens, hidden)
     # z uniform in [-1, 1]^d has per-entry variance 1/3, so rows of per-coordinate variance
     # 3 var / d make A z about as large, per coordinate, as real embeddings vary around their mean
     if basis == "tokens":   # rows: real tokens' offsets from the mean, so their covariance is the table's

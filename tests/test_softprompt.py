@@ -141,3 +141,21 @@ def test_fittest_tokens_repeats_the_candidate_of_lowest_fitness_k_times(table, n
     assert seen == [(3, n_tokens, table.shape[1])]   # one population, scored in one call
     with pytest.raises(ValueError, match="no candidate"):
         fittest_tokens(table, [], n_tokens, fitness)
+
+
+def test_a_subspace_whose_projection_does_not_fit_in_memory_is_refused_before_it_is_allocated(monkeypatch):
+    import promptopt.softprompt as softprompt
+
+    emb = torch.randn(50, 16)
+    monkeypatch.setattr(softprompt, "available_memory", lambda: 2 * 4 * 1000 * 2 * 16)   # room for d = 1000, K = 2
+    assert softprompt.make_space(emb, n_tokens=2, subspace=1000, seed=0).dim == 1000
+    with pytest.raises(ValueError, match=r"--subspace 1001 needs a .* GiB projection \(d x K x H = 1001 x 2 x 16 "
+                                         r"float32\).*K x H = 32 values, so use --subspace 32"):
+        softprompt.make_space(emb, n_tokens=2, subspace=1001, seed=0)
+
+
+def test_the_memory_left_is_read_as_a_plausible_number_of_bytes_on_linux():
+    from promptopt.softprompt import available_memory
+
+    free = available_memory()
+    assert free is not None and 2**20 < free < 2**50   # Linux: from /proc/meminfo
