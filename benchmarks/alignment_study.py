@@ -51,7 +51,7 @@ import dimension_shifts
 import study_checks
 
 from promptopt.config import BEFORE_OPTION_EXISTED, INITS, POSITIONS, RunConfig, build_config
-from promptopt.errors import PromptoptError
+from promptopt.errors import PromptoptError, RunInUseError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
 from promptopt.models.backend import DTYPES
@@ -194,6 +194,8 @@ def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
     if (run_dir / "config.json").exists():
         try:
             return runner.resume(run_dir, host, **quiet)
+        except RunInUseError:
+            raise  # another study process is running this cell: its directory is not ours to clear
         except (PromptoptError, OSError, KeyError, ValueError) as exc:
             print(f"  {run_dir.name}: cannot resume ({exc}); rerunning", file=sys.stderr)
     if run_dir.exists():

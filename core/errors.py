@@ -37,3 +37,7 @@ class Stopped(KeyboardInterrupt):
 
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class RunInUseError(UsageError):
+    """Another process is running (or resuming) the same run directory right now."""

@@ -5,17 +5,18 @@ The readers turn a damaged file into one CheckpointError line that names it (exi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from .errors import CheckpointError, RunInUseError
 
 
 def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callable[[], None] | None = None) -> None:
@@ -41,6 +42,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir's lock while a run writes into it, so a second `run --resume` of the same directory
+    (or a study started twice) fails in one line instead of interleaving two runs' checkpoints. The
+    kernel drops the lock when the process ends however it ends; the empty file stays."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    with open(run_dir / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise RunInUseError(f"{run_dir} is in use by another promptopt process (pid {holder}); wait for it to "
+                                "finish, or stop it and continue with `promptopt run --resume`") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
 
 
 def write_json(path: Path, data: Any) -> None:

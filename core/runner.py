@@ -29,11 +29,11 @@ from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from .config import BEFORE_OPTION_EXISTED, RunConfig, config_from_mapping
 from .distributed import check_reachable, make_executor
-from .errors import CheckpointError, PromptoptError, Stopped, UsageError
+from .errors import CheckpointError, PromptoptError, RunInUseError, Stopped, UsageError
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
-from .rundir import write_history, write_json, write_soft_prompt
+from .rundir import locked, write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
 from .validation import check_hyper
 
@@ -216,7 +216,13 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     created = prepare_run_dir(run_dir)
     before = set() if created else {p.name for p in run_dir.iterdir()}
     try:
-        return _start(config, host, run_dir, progress, echo)
+        with locked(run_dir):
+            if (run_dir / "config.json").exists():  # written by another start since the check above
+                raise RunInUseError(f"run directory {run_dir} was just started by another process; "
+                                    "choose another --out")
+            return _start(config, host, run_dir, progress, echo)
+    except RunInUseError:
+        raise  # the directory is the other process's: touch nothing
     except BaseException as exc:
         # nothing worth resuming yet: no config (any stop), or no generation done (an error, not Ctrl-C
         # or a signal, after which resume restarts it by design); clear it away so the same command can
@@ -315,8 +321,12 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     default) gets what the user should know but stdout's results should not hold."""
     host = host or PluginHost()
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json); give a directory written by "
+                         "`promptopt run`")
     try:
-        return _resume(run_dir, host, overrides, progress, echo, warn)
+        with locked(run_dir):
+            return _resume(run_dir, host, overrides, progress, echo, warn)
     except KeyboardInterrupt as exc:
         if (run_dir / "config.json").exists():
             note_stop(run_dir, exc)

@@ -145,7 +145,7 @@ def signal_mid_run(run_dir, signame):
 
 def assert_stopped_cleanly(run_dir, err):
     assert f"promptopt run --resume {run_dir}" in err and "Traceback" not in err
-    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]   # no temp file left behind
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".") and p.name != ".lock"]   # no temp file
     assert (run_dir / "checkpoint.safetensors").exists() and not (run_dir / "summary.json").exists()
 
 

@@ -164,3 +164,28 @@ def test_the_unreadable_checkpoint_warning_goes_to_stderr_not_stdout(tmp_path):
     assert "is unreadable" in stderr and "checkpoint.prev" in stderr
     assert "Warning" not in stdout
 
+
+
+def test_a_run_directory_in_use_by_another_process_is_refused_and_left_as_it_is(tmp_path):
+    import os
+
+    from promptopt.rundir import locked
+
+    out = tmp_path / "run"
+    code, _, err = invoke(["run", *TINY, "--out", str(out)])
+    assert code == 0, err
+    def files():
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"}
+
+    before = files()
+    with locked(out):   # as a second process running it would hold it
+        one_error_line(*invoke(["run", "--resume", str(out), "--generations", "4", "--quiet"]),
+                       f"{out} is in use by another promptopt process (pid {os.getpid()})")
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        with locked(fresh):
+            one_error_line(*invoke(["run", *TINY, "--out", str(fresh)]), f"{fresh} is in use")
+            assert sorted(p.name for p in fresh.iterdir()) == [".lock"]
+    assert files() == before
+    code, _, err = invoke(["run", "--resume", str(out), "--generations", "4", "--quiet"])
+    assert code == 0, err   # free again once the holder is done
