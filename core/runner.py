@@ -321,7 +321,7 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     default) gets what the user should know but stdout's results should not hold."""
     host = host or PluginHost()
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not (run_dir / "config.json").exists():   # checked before the lock, which would leave a file
         raise UsageError(f"{run_dir} is not a run directory (no config.json); give a directory written by "
                          "`promptopt run`")
     try:
@@ -337,8 +337,6 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
             echo: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
     try:
         data = json.loads((run_dir / "config.json").read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir} is not a run directory (no config.json); give a directory written by `promptopt run`") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{run_dir}/config.json is damaged ({exc}); start a new run") from None
     saved = data.get("config") if isinstance(data, dict) else None

@@ -189,3 +189,9 @@ def test_a_run_directory_in_use_by_another_process_is_refused_and_left_as_it_is(
     assert files() == before
     code, _, err = invoke(["run", "--resume", str(out), "--generations", "4", "--quiet"])
     assert code == 0, err   # free again once the holder is done
+
+
+def test_resuming_a_directory_that_holds_no_run_leaves_no_lock_file_in_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    one_error_line(*invoke(["run", "--resume", str(tmp_path), "--quiet"]), "is not a run directory (no config.json)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
