@@ -286,6 +286,7 @@ def _remove_new(run_dir: Path, created: Path | None, before: set[str]) -> None:
 
 def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
            echo: Callable[[str], None]) -> dict[str, Any]:
+    _status(progress, _opening(config))
     session = open_session(host, config)
     space, optimizer = session.space, session.optimizer
     write_json(run_dir / "config.json", {
@@ -300,6 +301,7 @@ def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
         "versions": versions(),
         "command": sys.argv, "started": datetime.now(timezone.utc).isoformat()})
     state = RunState(config, run_dir, session.target, session.objective.dimensions, optimizer=optimizer)
+    _status(progress, "scoring the bare model" + (" and the ICL persona prompt" if config.icl_baseline else ""))
     _baselines(host, session, state)
     _save(state)
     return _optimise(host, session, state, progress, echo)
@@ -307,6 +309,18 @@ def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
 
 def _warn(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _status(progress: bool, message: str) -> None:
+    """What a run is doing before its progress bar starts (model load, KV cache, baselines: tens of
+    seconds on a CPU), on stderr beside the bar; nothing with --quiet."""
+    if progress:
+        _warn(f"{message} ...")
+
+
+def _opening(config: RunConfig) -> str:
+    screen = " and screening its start token" if config.init == "screen" and config.init_text is None else ""
+    return f"loading model {config.model}, caching the survey's prompts{screen}"
 
 
 def _flag(name: str) -> str:
@@ -360,6 +374,7 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
         echo(f"{run_dir} stopped before its first checkpoint; starting it again from its config")
         return _start(config, host, run_dir, progress, echo)
     checkpoint = load_checkpoint(run_dir, warn=warn)
+    _status(progress, _opening(config))
     session = open_session(host, config)
     if checkpoint["optimizer"] is None:
         raise CheckpointError(f"optimizer {config.optimizer} cannot save its state, so the run in {run_dir} "

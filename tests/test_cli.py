@@ -213,3 +213,14 @@ def test_evaluate_scores_a_run_dirs_prompt_with_that_runs_settings_unless_a_flag
     assert code == 0 and json.loads(out)["target"]["code"] == "US"
     code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir), "--no-counterbalance"])
     assert code == 0 and json.loads(out)["loss"] != pytest.approx(summary["loss"], abs=1e-4)
+
+
+def test_a_run_says_on_stderr_what_it_does_before_its_progress_bar_and_quiet_silences_it(tmp_path):
+    code, out, err = invoke(["run", "--model", "tiny", "--popsize", "4", "--generations", "1", "--out", str(tmp_path / "a")])
+    assert code == 0, err
+    assert "loading model tiny, caching the survey's prompts ..." in err
+    assert "scoring the bare model and the ICL persona prompt ..." in err and "evaluations" in err
+    assert "loading model" not in out
+    code, out, err = invoke(["run", "--model", "tiny", "--popsize", "4", "--generations", "1", "--quiet",
+                             "--out", str(tmp_path / "b")])
+    assert code == 0 and err == "", err
