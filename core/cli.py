@@ -233,9 +233,18 @@ def _exit_stopped(exc: BaseException | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     # a scheduler's SIGTERM (preemption, scancel, kill) or a closed terminal's SIGHUP stops a run as
     # Ctrl-C does (checkpoint kept, temp files removed) instead of killing it mid-write
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name) and threading.current_thread() is threading.main_thread():
-            signal.signal(getattr(signal, name), _stop_on_signal)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)):
+            previous[sig] = signal.signal(sig, _stop_on_signal)
+    try:
+        _main(argv)
+    finally:  # as they were, for a caller that runs main() in its own process (tests, notebooks)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         h = host()
         if not getattr(cli, "_plugin_commands_added", False):  # once per process, however often main() runs

@@ -255,3 +255,16 @@ def test_a_run_saved_before_an_option_existed_resumes_as_it_ran_then(tmp_path, m
     monkeypatch.setattr(runner, "open_session", lambda host, config: seen.append(getattr(config, key)) or real(host, config))
     resume(run_dir, PluginHost(load_entrypoints=False), overrides={"generations": 3}, **quiet)
     assert seen == [then]   # what the run ran with, whatever today's default is
+
+
+def test_the_cli_puts_back_the_callers_signal_handlers_when_it_returns():
+    def mine(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        code, _, err = invoke(["list", "optimizers"])
+        assert code == 0, err
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)
