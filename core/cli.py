@@ -100,13 +100,18 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
     from .config import build_config
     from .runner import resume, run as run_alignment
 
-    if resume_dir:
-        if config_file:
-            raise UsageError("--resume continues the run's own config; drop --config")
-        resume(resume_dir, host(), overrides=flags, progress=not quiet, echo=click.echo)
-        return
-    config = build_config(config_file, **flags)
-    run_alignment(config, host(), progress=not quiet, echo=click.echo)
+    try:
+        if resume_dir:
+            if config_file:
+                raise UsageError("--resume continues the run's own config; drop --config")
+            resume(resume_dir, host(), overrides=flags, progress=not quiet, echo=click.echo)
+            return
+        config = build_config(config_file, **flags)
+        run_alignment(config, host(), progress=not quiet, echo=click.echo)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "resume_noted", False):
+            raise  # stopped before there was a run to keep: click's Abort, main's one line
+        sys.exit(128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT))  # the runner said it all
 
 
 @cli.command()

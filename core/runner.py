@@ -240,6 +240,7 @@ def note_stop(run_dir: Path, exc: KeyboardInterrupt) -> None:
     why = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "stopped by Ctrl-C"
     _warn(f"{why}; the run in {run_dir} keeps every finished generation: "
           f"continue it with `promptopt run --resume {run_dir}`")
+    exc.resume_noted = True  # the CLI adds no line of its own
 
 
 def check_cluster(config: RunConfig) -> None:
