@@ -188,6 +188,21 @@ def export(run_dir, base_model) -> None:
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def runs(paths, as_json) -> None:
+    """List the runs in PATHS (default: runs/): finished, stopped (to --resume) or running, and their loss."""
+    from .runs import describe_run, find_runs, format_runs, runs_json
+
+    found = find_runs([Path(p) for p in paths or ["runs"]])
+    if not found and not as_json:
+        raise UsageError(f"no run directory (one holding config.json) in {', '.join(paths or ['runs'])}; "
+                         "give the folder `promptopt run --out` wrote to")
+    rows = [describe_run(d) for d in found]
+    click.echo(runs_json(rows) if as_json else format_runs(rows))
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json) -> None:
     """Show loaded plugins, their hooks, and what each registered."""

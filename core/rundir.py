@@ -75,6 +75,22 @@ def locked(run_dir: Path) -> Iterator[None]:
             f.truncate(0)
 
 
+def is_locked(run_dir: Path) -> bool:
+    """Whether a process holds run_dir's lock now; only reads (a shared lock tried and let go)."""
+    try:
+        import fcntl
+
+        with open(run_dir / LOCK) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except (ImportError, OSError):  # not POSIX, or no .lock (a run written before locks): not running
+        pass
+    return False
+
+
 def write_json(path: Path, data: Any) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:

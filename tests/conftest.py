@@ -16,6 +16,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+import promptopt  # noqa: E402
+
 torch.set_num_threads(1)
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -63,3 +65,19 @@ def finished_tiny_run(out: Path, popsize: int = 4, generations: int = 2) -> Path
                            "--generations", str(generations), "--out", str(out)])
     assert code == 0, err
     return out
+
+
+class Crash(BaseException):
+    """Like KeyboardInterrupt: not an Exception, so hook isolation does not swallow it."""
+
+
+class CrashAt:
+    """A plugin that raises after generation N's checkpoint, like a crash between generations."""
+
+    def __init__(self, generation):
+        self.generation = generation
+
+    @promptopt.hookimpl
+    def promptopt_generation_end(self, state, record):
+        if record["generation"] == self.generation:
+            raise Crash()

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-import promptopt
-from conftest import invoke
+from conftest import Crash, CrashAt, invoke
 from promptopt.config import build_config
 from promptopt.errors import CheckpointError
 from promptopt.host import PluginHost
@@ -40,22 +39,6 @@ def reference(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ref") / "run"
     run(build_config(None, **ARGS), PluginHost(load_entrypoints=False), run_dir, progress=False, echo=lambda s: None)
     return outcome(run_dir)
-
-
-class Crash(BaseException):
-    """Like KeyboardInterrupt: not an Exception, so hook isolation does not swallow it."""
-
-
-class CrashAt:
-    """A plugin that raises after generation N's checkpoint, like a crash between generations."""
-
-    def __init__(self, generation):
-        self.generation = generation
-
-    @promptopt.hookimpl
-    def promptopt_generation_end(self, state, record):
-        if record["generation"] == self.generation:
-            raise Crash()
 
 
 @pytest.mark.parametrize("optimizer", ["de", "cma", "random", "ng:TwoPointsDE"])

@@ -1,0 +1,88 @@
+"""`promptopt runs`: every run directory under some folders, where it stands and how far it got.
+
+After a preemption, a crash or a study left half done, this is the list of what to resume. It
+reads the small files a run writes (config.json, history.csv, summary.json, the checkpoint's
+baselines) and never fails the listing for one damaged run: that run's status says what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import load_checkpoint
+from .errors import CheckpointError
+from .rundir import is_locked, read_history, read_json
+
+MAX_DEPTH = 4  # runs/<dir>, study/runs/<cell>, ...: deep enough for the layouts promptopt writes
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories (those holding config.json) at or below each path, sorted, each once."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if (path / "config.json").is_file():
+            found[path] = None
+            continue
+        for depth in range(1, MAX_DEPTH + 1):
+            for config in sorted(path.glob("/".join(["*"] * depth) + "/config.json")):
+                found[config.parent] = None
+    return sorted(found)
+
+
+def describe_run(run_dir: Path) -> dict[str, Any]:
+    """One row: status (finished, stopped, running or damaged: why), target, optimizer, seed, how many
+    evaluations of how many, and the naive and best L1 so far with the change between them."""
+    row: dict[str, Any] = {"run": str(run_dir), "status": "", "country": None, "optimizer": None, "seed": None,
+                           "evaluations": None, "of": None, "naive_loss": None, "loss": None, "change": None}
+    try:
+        meta = read_json(run_dir / "config.json")
+        config = meta.get("config") or {}
+        row.update(country=config.get("country"), optimizer=config.get("optimizer"), seed=config.get("seed"),
+                   of=meta.get("evaluations"))
+        if (run_dir / "summary.json").exists():
+            summary = read_json(run_dir / "summary.json")
+            row.update(status="finished", evaluations=summary.get("evaluations"), loss=summary.get("loss"),
+                       naive_loss=summary.get("naive_loss"))
+        else:
+            row["status"] = "running" if is_locked(run_dir) else "stopped"
+            if (run_dir / "history.csv").exists():
+                history = read_history(run_dir / "history.csv", ("evaluations", "best_loss"))
+                if len(history):
+                    row.update(evaluations=int(history["evaluations"].iloc[-1]),
+                               loss=float(history["best_loss"].iloc[-1]))
+            if row["evaluations"] is None:
+                row["evaluations"] = 0
+            try:
+                row["naive_loss"] = load_checkpoint(run_dir, warn=lambda _: None)["naive"]["loss"]
+            except (CheckpointError, KeyError, TypeError):
+                pass  # stopped before its baselines were checkpointed: no naive score yet
+    except CheckpointError as exc:
+        row["status"] = f"damaged: {exc}"
+    if row["loss"] is not None and row["naive_loss"]:
+        row["change"] = round(100 * (row["loss"] / row["naive_loss"] - 1), 1)
+    return row
+
+
+def format_runs(rows: list[dict[str, Any]]) -> str:
+    """The rows as an aligned text table, with the command that continues the stopped ones."""
+    def cell(value: Any, fmt: str = "") -> str:
+        return "–" if value is None else format(value, fmt)
+
+    table = [("run", "status", "country", "optimizer", "seed", "evaluations", "naive L1", "L1", "change")]
+    for r in rows:
+        done = f"{cell(r['evaluations'])}/{cell(r['of'])}"
+        change = "–" if r["change"] is None else f"{r['change']:+.1f}%"
+        table.append((r["run"], r["status"], cell(r["country"]), cell(r["optimizer"]), cell(r["seed"]), done,
+                      cell(r["naive_loss"], ".2f"), cell(r["loss"], ".2f"), change))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table]
+    stopped = [r["run"] for r in rows if r["status"] == "stopped"]
+    if stopped:
+        lines.append(f"{len(stopped)} stopped: continue each with `promptopt run --resume RUN`")
+    return "\n".join(lines)
+
+
+def runs_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=2)

@@ -1,0 +1,74 @@
+"""`promptopt runs`: what each run directory holds, so a user knows which to resume."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import Crash, CrashAt, finished_tiny_run, invoke
+from promptopt.config import build_config
+from promptopt.host import PluginHost
+from promptopt.rundir import locked
+from promptopt.runner import run
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """runs/done (finished, 2 x 4 evaluations), runs/cut (stopped after 2 of 5 generations)."""
+    root = tmp_path_factory.mktemp("runs")
+    finished_tiny_run(root / "done")
+    with pytest.raises(Crash):
+        run(build_config(None, model="tiny", popsize=4, generations=5, seed=1),
+            PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(2),)), root / "cut",
+            progress=False, echo=lambda s: None)
+    return root
+
+
+def rows_of(*paths) -> dict[str, dict]:
+    code, out, err = invoke(["runs", "--json", *map(str, paths)])
+    assert code == 0, err
+    return {row["run"].rsplit("/", 1)[-1]: row for row in json.loads(out)}
+
+
+def test_finished_and_stopped_runs_are_told_apart_with_their_progress_and_loss(folder):
+    rows = rows_of(folder)
+    done, cut = rows["done"], rows["cut"]
+    summary = json.loads((folder / "done" / "summary.json").read_text())
+    assert done["status"] == "finished" and done["evaluations"] == done["of"] == 8
+    assert done["loss"] == summary["loss"] and done["naive_loss"] == summary["naive_loss"]
+    assert done["change"] == round(100 * (summary["loss"] / summary["naive_loss"] - 1), 1)
+    assert cut["status"] == "stopped" and (cut["evaluations"], cut["of"], cut["seed"]) == (8, 20, 1)
+    history = pd.read_csv(folder / "cut" / "history.csv")
+    assert cut["naive_loss"] == done["naive_loss"] and cut["loss"] == history["best_loss"].iloc[-1]
+
+
+def test_the_table_names_each_run_and_says_how_to_continue_the_stopped_ones(folder):
+    code, out, err = invoke(["runs", str(folder)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "status", "country", "optimizer", "seed", "evaluations", "naive", "L1",
+                                "L1", "change"]
+    assert any(str(folder / "cut") in line and "stopped" in line and "8/20" in line for line in lines)
+    assert lines[-1] == "1 stopped: continue each with `promptopt run --resume RUN`"
+
+
+def test_a_run_another_process_holds_is_running(folder):
+    with locked(folder / "cut"):
+        assert rows_of(folder / "cut")["cut"]["status"] == "running"
+    assert rows_of(folder / "cut")["cut"]["status"] == "stopped"
+
+
+def test_a_damaged_run_is_one_row_saying_why_and_the_others_are_still_listed(folder, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    rows = rows_of(folder, broken)
+    assert rows["broken"]["status"].startswith(f"damaged: {broken}/config.json is not valid JSON")
+    assert rows["done"]["status"] == "finished" and rows["cut"]["status"] == "stopped"
+
+
+def test_a_folder_with_no_run_is_one_line_exit_2(tmp_path):
+    code, _, err = invoke(["runs", str(tmp_path)])
+    assert code == 2 and err.count("\n") == 1 and "no run directory (one holding config.json)" in err, err
