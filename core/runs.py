@@ -32,9 +32,10 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def describe_run(run_dir: Path) -> dict[str, Any]:
-    """One row: status (finished, stopped, running or damaged: why), target, optimizer, seed, how many
-    evaluations of how many, and the naive and best L1 so far with the change between them."""
-    row: dict[str, Any] = {"run": str(run_dir), "status": "", "country": None, "optimizer": None, "seed": None,
+    """One row: status (finished, stopped, running or damaged: why), a finished run's stop reason,
+    target, optimizer, seed, evaluations done of planned, and the naive and best L1 so far with the
+    change between them."""
+    row: dict[str, Any] = {"run": str(run_dir), "status": "", "stop_reason": None, "country": None, "optimizer": None, "seed": None,
                            "evaluations": None, "of": None, "naive_loss": None, "loss": None, "change": None}
     try:
         meta = read_json(run_dir / "config.json")
@@ -43,7 +44,8 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
                    of=meta.get("evaluations"))
         if (run_dir / "summary.json").exists():
             summary = read_json(run_dir / "summary.json")
-            row.update(status="finished", evaluations=summary.get("evaluations"), loss=summary.get("loss"),
+            row.update(status="finished", stop_reason=summary.get("stop_reason"),
+                       evaluations=summary.get("evaluations"), loss=summary.get("loss"),
                        naive_loss=summary.get("naive_loss"))
         else:
             row["status"] = "running" if is_locked(run_dir) else "stopped"
@@ -74,7 +76,8 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         done = f"{cell(r['evaluations'])}/{cell(r['of'])}"
         change = "–" if r["change"] is None else f"{r['change']:+.1f}%"
-        table.append((r["run"], r["status"], cell(r["country"]), cell(r["optimizer"]), cell(r["seed"]), done,
+        status = r["status"] if r["stop_reason"] in (None, "budget") else f"{r['status']} ({r['stop_reason']})"
+        table.append((r["run"], status, cell(r["country"]), cell(r["optimizer"]), cell(r["seed"]), done,
                       cell(r["naive_loss"], ".2f"), cell(r["loss"], ".2f"), change))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table]

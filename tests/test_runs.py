@@ -36,7 +36,7 @@ def test_finished_and_stopped_runs_are_told_apart_with_their_progress_and_loss(f
     rows = rows_of(folder)
     done, cut = rows["done"], rows["cut"]
     summary = json.loads((folder / "done" / "summary.json").read_text())
-    assert done["status"] == "finished" and done["evaluations"] == done["of"] == 8
+    assert done["status"] == "finished" and done["stop_reason"] == "budget" and done["evaluations"] == done["of"] == 8
     assert done["loss"] == summary["loss"] and done["naive_loss"] == summary["naive_loss"]
     assert done["change"] == round(100 * (summary["loss"] / summary["naive_loss"] - 1), 1)
     assert cut["status"] == "stopped" and (cut["evaluations"], cut["of"], cut["seed"]) == (8, 20, 1)
@@ -72,3 +72,12 @@ def test_a_damaged_run_is_one_row_saying_why_and_the_others_are_still_listed(fol
 def test_a_folder_with_no_run_is_one_line_exit_2(tmp_path):
     code, _, err = invoke(["runs", str(tmp_path)])
     assert code == 2 and err.count("\n") == 1 and "no run directory (one holding config.json)" in err, err
+
+
+def test_a_run_that_stopped_early_by_a_rule_says_which(tmp_path):
+    code, _, err = invoke(["run", "--model", "tiny", "--popsize", "4", "--generations", "50", "--target-loss", "1000",
+                           "--quiet", "--out", str(tmp_path / "early")])
+    assert code == 0, err
+    assert rows_of(tmp_path)["early"]["stop_reason"] == "target_loss"
+    code, out, _ = invoke(["runs", str(tmp_path)])
+    assert "finished (target_loss)" in out and "4/200" in out
