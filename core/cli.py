@@ -111,7 +111,7 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
     except KeyboardInterrupt as exc:
         if not getattr(exc, "resume_noted", False):
             raise  # stopped before there was a run to keep: click's Abort, main's one line
-        sys.exit(128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT))  # the runner said it all
+        sys.exit(128 + _signum(exc))  # the runner said it all
 
 
 @cli.command()
@@ -243,9 +243,14 @@ def _stop_on_signal(signum: int, frame) -> None:
     raise Stopped(signum)
 
 
+def _signum(exc: BaseException | None) -> int:
+    """The signal that stopped the command: a Stopped's own, else Ctrl-C's SIGINT."""
+    return exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+
+
 def _exit_stopped(exc: BaseException | None) -> None:
     """Ctrl-C or a termination signal: one line, and the shell's status for that signal (130, 143, 129)."""
-    signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    signum = _signum(exc)
     click.echo(f"Aborted ({signal.Signals(signum).name}).", err=True)
     sys.exit(128 + signum)
 

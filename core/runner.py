@@ -343,8 +343,7 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
         with locked(run_dir):
             return _resume(run_dir, host, overrides, progress, echo, warn)
     except KeyboardInterrupt as exc:
-        if (run_dir / "config.json").exists():
-            note_stop(run_dir, exc)
+        note_stop(run_dir, exc)
         raise
 
 

@@ -35,8 +35,9 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     """One row: status (finished, stopped, running or damaged: why), a finished run's stop reason,
     target, optimizer, seed, evaluations done of planned, and the naive and best L1 so far with the
     change between them."""
-    row: dict[str, Any] = {"run": str(run_dir), "status": "", "stop_reason": None, "country": None, "optimizer": None, "seed": None,
-                           "evaluations": None, "of": None, "naive_loss": None, "loss": None, "change": None}
+    row: dict[str, Any] = {"run": str(run_dir), "status": "", "stop_reason": None, "country": None,
+                           "optimizer": None, "seed": None, "evaluations": None, "of": None,
+                           "naive_loss": None, "loss": None, "change": None}
     try:
         meta = read_json(run_dir / "config.json")
         config = meta.get("config") or {}

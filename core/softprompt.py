@@ -10,7 +10,6 @@ model's embedding statistics so candidates stay in the region real tokens occupy
 from __future__ import annotations
 
 import os
-
 import string
 from collections.abc import Callable
 from dataclasses import dataclass

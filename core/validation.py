@@ -156,11 +156,12 @@ def check_hyper(optimizer: str, cls: type, hyper: Mapping[str, Any]) -> None:
         if key not in parameters:
             if takes_any:
                 continue
-            raise UsageError(f"[hyper] {key} is not a parameter of {where}; it takes {', '.join(settable) or 'none'}")
+            raise UsageError(f"[hyper] {key} is not a parameter of {where}; "
+                             f"it takes {', '.join(settable) or 'none'}")
         wanted = _accepted_types(hints.get(key))
         if wanted == ():
-            raise UsageError(f"[hyper] {key} of {where} takes {_hint_name(hints[key])}, which a config file cannot hold; "
-                             f"settable there: {', '.join(settable) or 'none'}")
+            raise UsageError(f"[hyper] {key} of {where} takes {_hint_name(hints[key])}, which a config file "
+                             f"cannot hold; settable there: {', '.join(settable) or 'none'}")
         if wanted is not None and not _is_instance(value, wanted):
             kinds = " or ".join(dict.fromkeys(_TOML_TYPES[t] for t in wanted))
             raise UsageError(f"[hyper] {key} = {value!r} must be {kinds} for {where}")
