@@ -11,21 +11,23 @@ created (instruments, scorers, models and target tables are not built at start-u
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pluggy
 
 from . import hookspecs, validation
-from .errors import PluginError, UsageError
+from .errors import PluginError, PromptoptError, UsageError
 from .registry import Entry, Registry
 
 log = logging.getLogger("promptopt")
@@ -44,6 +46,8 @@ NOUNS = {"targets": "target table"}  # what one registered name is, in messages:
 BUILTIN_DISTRIBUTION = "promptopt"
 # Hooks whose implementations are called by the host one plugin at a time (with `register`).
 REGISTRATION_HOOKS = tuple(f"promptopt_register_{kind}" for kind in KINDS)
+HOOK_PREFIX = "promptopt_"
+HOOK_NAMES = sorted(name for name, fn in vars(hookspecs).items() if hasattr(fn, "promptopt_spec"))
 
 
 @dataclass
@@ -51,9 +55,16 @@ class PluginFailure:
     plugin: str
     distribution: str
     reason: str
+    stage: str = "registering"  # or "importing": only an import error says the plugin did not import
 
     def message(self) -> str:
-        return f'Error importing plugin "{self.plugin}" (distribution {self.distribution}): {self.reason}'
+        return f'Error {self.stage} plugin "{self.plugin}" (distribution {self.distribution}): {self.reason}'
+
+    def fatal(self) -> str:
+        """The text of the PluginError a strict host raises (the CLI adds "Error: " itself)."""
+        verb = "import" if self.stage == "importing" else "register"
+        return (f'could not {verb} plugin "{self.plugin}" (distribution {self.distribution}): {self.reason} '
+                "(fatal: PROMPTOPT_STRICT_PLUGINS=1)")
 
 
 @dataclass
@@ -64,7 +75,10 @@ class HookError:
     hook: str
     reason: str
 
-    def message(self) -> str:
+    def message(self, strict: bool = False) -> str:
+        """The warning when ignored; when strict, a PluginError's text (the CLI adds "Error: " itself)."""
+        if strict:
+            return f'plugin "{self.plugin}", hook {self.hook} raised {self.reason} (fatal: PROMPTOPT_STRICT_PLUGINS=1)'
         return f'Error in plugin "{self.plugin}", hook {self.hook}: {self.reason} (ignored; PROMPTOPT_STRICT_PLUGINS=1 makes it fatal)'
 
 
@@ -91,6 +105,15 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     return str(exc)
+
+
+def _one_line(text: str) -> str:
+    """pluggy's validation messages span lines; a failure is reported on one."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _dist(ep: EntryPoint) -> tuple[str, str]:
+    return (ep.dist.name, ep.dist.version) if ep.dist else ("unknown", "")
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -128,17 +151,19 @@ class PluginHost:
 
     # -- loading -------------------------------------------------------------------------
     def _add(self, plugin: Any, name: str, dist: str, version: str) -> None:
-        if inspect.isclass(plugin):
-            plugin = plugin()  # an entry point may name a class whose methods are hookimpls
-        self.pm.register(plugin, name=name)
+        registered = False
         try:
-            self.pm.check_pending()  # a misspelled hook name fails loudly, not silently
+            if inspect.isclass(plugin):
+                plugin = plugin()  # an entry point may name a class whose methods are hookimpls
+            self._check_names(plugin)
+            self.pm.register(plugin, name=name)  # validates hookimpl argument names against the specs
+            registered = True
+            self.pm.check_pending()  # a decorated hook no spec knows (caught above unless optional)
             self._check_impls(plugin)
-        except (pluggy.PluginValidationError, PluginError) as exc:
-            self.pm.unregister(name=name)
-            reason = str(exc)
-            if isinstance(exc, pluggy.PluginValidationError):
-                reason += " (misspelled hook name?)"
+        except Exception as exc:  # noqa: BLE001 - isolate any plugin failure, in-process ones too
+            if registered:
+                self.pm.unregister(plugin)
+            reason = str(exc) if isinstance(exc, PluginError) else _one_line(f"{type(exc).__name__}: {exc}")
             if dist == BUILTIN_DISTRIBUTION:
                 raise PluginError(f'built-in plugin "{name}" failed: {reason}') from exc
             self._fail(name, dist, reason)
@@ -153,6 +178,27 @@ class PluginHost:
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin:
                     yield caller, impl
+
+    def _check_names(self, plugin: Any) -> None:
+        """pluggy silently skips a ``promptopt_*`` function that is not decorated, so a plugin would
+        load and do nothing; an undecorated or unknown hook name fails the plugin instead."""
+        for attr in dir(plugin):
+            if not attr.startswith(HOOK_PREFIX):
+                continue
+            value = inspect.getattr_static(plugin, attr, None)  # a property is not run
+            if not (callable(value) or isinstance(value, (staticmethod, classmethod))):
+                continue
+            opts = self.pm.parse_hookimpl_opts(plugin, attr)
+            hook = (opts or {}).get("specname") or attr
+            if opts is not None and (hook in HOOK_NAMES or opts.get("optionalhook")):
+                continue
+            close = difflib.get_close_matches(hook, HOOK_NAMES, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; rename it"
+            if opts is not None:
+                raise PluginError(f"{hook} is not a promptopt hook{hint}")
+            if hook in HOOK_NAMES:
+                raise PluginError(f"{attr} is not marked @promptopt.hookimpl; decorate it")
+            raise PluginError(f"{attr} is not marked @promptopt.hookimpl and is not a promptopt hook{hint}")
 
     def _check_impls(self, plugin: Any) -> None:
         """Catch the pluggy pitfalls that otherwise fail silently."""
@@ -182,12 +228,13 @@ class PluginHost:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - isolate a tracker's failure from the run
-                error = HookError(plugin, hook, f"{type(exc).__name__}: {exc}")
-                if self.strict:
-                    raise PluginError(error.message()) from exc
-                if not any(e.plugin == plugin and e.hook == hook for e in self.hook_errors):
-                    log.warning(error.message())  # once per plugin and hook, not once per generation
+                error = HookError(plugin, hook, _one_line(f"{type(exc).__name__}: {exc}"))
+                first = not any(e.plugin == plugin and e.hook == hook for e in self.hook_errors)
                 self.hook_errors.append(error)
+                if self.strict:
+                    raise PluginError(error.message(strict=True)) from exc
+                if first:
+                    log.warning(error.message())  # once per plugin and hook, not once per generation
                 return None
 
         return guarded
@@ -195,9 +242,9 @@ class PluginHost:
     def _load_entrypoints(self) -> None:
         allow, deny = _env_list("PROMPTOPT_LOAD_PLUGINS"), _env_list("PROMPTOPT_DISABLE_PLUGINS") or set()
         seen: dict[str, Any] = {}
-        for ep in entry_points(group=GROUP):
-            dist = ep.dist.name if ep.dist else "unknown"
-            version = ep.dist.version if ep.dist else ""
+        # sys.path order is an accident of the environment; sorted, a name clash always fails the same plugin
+        for ep in sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, _dist(ep)[0])):
+            dist, version = _dist(ep)
             keys = {ep.name, dist}  # either the entry-point name or the distribution name selects it
             if (allow is not None and not keys & allow) or keys & deny:
                 continue
@@ -205,8 +252,7 @@ class PluginHost:
                 other = seen[ep.name]
                 if other.value == ep.value:
                     continue  # the same plugin found twice on sys.path (e.g. editable + installed)
-                other_dist = other.dist.name if other.dist else "unknown"
-                self._fail(ep.name, dist, f"entry point name already used by distribution {other_dist} "
+                self._fail(ep.name, dist, f"entry point name already used by distribution {_dist(other)[0]} "
                                           f"({other.value}); rename one of them")
                 continue
             seen[ep.name] = ep
@@ -215,11 +261,10 @@ class PluginHost:
                 continue
             try:
                 plugin = ep.load()
-                self._add(plugin, ep.name, dist, version)
             except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
-                if isinstance(exc, PluginError) and self.strict:
-                    raise
-                self._fail(ep.name, dist, f"{type(exc).__name__}: {exc}")
+                self._fail(ep.name, dist, _one_line(f"{type(exc).__name__}: {exc}"), stage="importing")
+                continue
+            self._add(plugin, ep.name, dist, version)
 
     def _collect(self) -> None:
         """Call each registration hook one plugin at a time, in registration order (built-ins first)."""
@@ -248,10 +293,10 @@ class PluginHost:
             raise PluginError(f'built-in plugin "{plugin}" failed: {reason}')
         self._fail(plugin, info.distribution, reason)
 
-    def _fail(self, plugin: str, dist: str, reason: str) -> None:
-        failure = PluginFailure(plugin, dist, reason)
+    def _fail(self, plugin: str, dist: str, reason: str, stage: str = "registering") -> None:
+        failure = PluginFailure(plugin, dist, reason, stage)
         if self.strict:
-            raise PluginError(failure.message())
+            raise PluginError(failure.fatal())
         # Recorded, not printed: the CLI prints host.failures once; an unknown name that a failed
         # plugin may have provided mentions the failures in its error (see entry()).
         log.info(failure.message())
@@ -259,10 +304,13 @@ class PluginHost:
 
     # -- introspection -------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        """JSON-ready: every loaded plugin (version, hooks, what it registered) and every failure."""
+        """JSON-ready: every loaded plugin (version, hooks, what it registered), every failure, and
+        each distinct error a lifecycle or command hook raised (once, however often it raised)."""
+        hook_errors = {(e.plugin, e.hook, e.reason): None for e in self.hook_errors}
         return {"plugins": [info.to_dict() for info in self.info.values()],
                 "failed": [{"name": f.plugin, "distribution": f.distribution, "error": f.reason}
-                           for f in self.failures]}
+                           for f in self.failures],
+                "hook_errors": [{"plugin": p, "hook": h, "error": r} for p, h, r in hook_errors]}
 
     # -- typed lookups -------------------------------------------------------------------
     def entry(self, kind: str, name: str) -> Entry:
@@ -274,6 +322,23 @@ class PluginHost:
             failed = "; ".join(f'"{f.plugin}" ({f.reason})' for f in self.failures)
             raise UsageError(f"{exc}; note: plugins that failed to load: {failed}") from None
 
+    @contextmanager
+    def _factory(self, kind: str, name: str) -> Iterator[Entry]:
+        """The entry for name; an error its factory raises names the thing and the third-party plugin,
+        so the user knows whose it is (built-ins' errors are left exactly as they are)."""
+        entry = self.entry(kind, name)
+        try:
+            yield entry
+        except Exception as exc:
+            info = self.info.get(entry.plugin)
+            if info is None or info.builtin:
+                raise
+            what = f'{self.registries[kind].kind} "{name}" (plugin "{entry.plugin}")'
+            if isinstance(exc, PromptoptError):  # keeps its class, so its exit code
+                exc.args = (f"{what}: {exc}",)
+                raise
+            raise PluginError(f"{what} failed: {_one_line(f'{type(exc).__name__}: {_reason(exc)}')}") from exc
+
     def _checked_once(self, kind: str, name: str, obj: Any, check: Callable[[str, Any], None]) -> Any:
         if (kind, name) not in self._checked:
             check(name, obj)
@@ -283,7 +348,8 @@ class PluginHost:
     def create_model(self, name: str, device: str = "cpu", dtype: str | None = None):
         """A model by registered name, else a local path or cached Hugging Face id."""
         if name in self.registries["models"]:
-            backend = self.registries["models"].get(name).factory(device=device, dtype=dtype)
+            with self._factory("models", name) as entry:
+                backend = entry.factory(device=device, dtype=dtype)
             return self._checked_once("models", name, backend, validation.check_model)
         from promptopt.models import load_pretrained
 
@@ -309,7 +375,8 @@ class PluginHost:
                                  "save it as UTF-8 TOML") from None
             except (ValueError, KeyError) as exc:
                 raise UsageError(_reason(exc)) from None
-        instrument = self.entry("instruments", name).factory()
+        with self._factory("instruments", name) as entry:
+            instrument = entry.factory()
         return self._checked_once("instruments", name, instrument, validation.check_instrument)
 
     def create_scorer(self, instrument, name: str | None = None, constants: dict | None = None):
@@ -322,30 +389,33 @@ class PluginHost:
             if name not in self.registries["scorers"]:
                 raise UsageError(f"instrument {name!r} has no [scorer] section and no scorer named {name!r} is "
                                  f"registered; give --scorer (registered: {', '.join(self.registries['scorers'].names())})")
-        scorer = self.entry("scorers", name).factory(constants=constants)
+        with self._factory("scorers", name) as entry:
+            scorer = entry.factory(constants=constants)
         return self._checked_once("scorers", name, scorer, validation.check_scorer)
 
     def optimizer_class(self, name: str) -> type:
-        entry = self.entry("optimizers", name)
-        if not entry.name.endswith(":*"):
-            return entry.factory
-        member = name.partition(":")[2]
-        try:
-            cls = entry.factory(member)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        with self._factory("optimizers", name) as entry:
+            if not entry.name.endswith(":*"):
+                return entry.factory
+            try:
+                cls = entry.factory(name.partition(":")[2])
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         validation.validate_optimizer(name, cls)
         return cls
 
     def target_table(self, table: str = DEFAULT_TARGET_TABLE):
         """The registered target table (``resolve(query)``, ``list()``), checked on first use."""
-        return self._checked_once("targets", table, self.entry("targets", table).factory(), validation.check_target_table)
+        with self._factory("targets", table) as entry:
+            targets = entry.factory()
+        return self._checked_once("targets", table, targets, validation.check_target_table)
 
     def target(self, query: str, table: str = DEFAULT_TARGET_TABLE):
         targets = self.target_table(table)
-        try:
-            target = targets.resolve(query)
-        except (ValueError, KeyError) as exc:
-            raise UsageError(_reason(exc)) from None
+        with self._factory("targets", table):
+            try:
+                target = targets.resolve(query)
+            except (ValueError, KeyError) as exc:
+                raise UsageError(_reason(exc)) from None
         validation.check_target(table, target)
         return target

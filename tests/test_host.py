@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import textwrap
 from importlib.metadata import EntryPoint
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -75,25 +77,25 @@ def test_entry_point_naming_a_class_works(plugin_dir, monkeypatch):
     assert PluginHost().entry("optimizers", "walk2").plugin == "cls"
 
 
-@pytest.mark.parametrize("source, needle", [
-    ("raise ImportError('needs a package that is not installed')", "needs a package that is not installed"),
+@pytest.mark.parametrize("source, stage, needle", [
+    ("raise ImportError('needs a package that is not installed')", "importing", "needs a package that is not installed"),
     ("import promptopt\n@promptopt.hookimpl\ndef promptopt_register_optimisers(register):\n    pass\n",
-     "promptopt_register_optimisers"),
+     "registering", "promptopt_register_optimisers is not a promptopt hook; did you mean promptopt_register_optimizers?"),
     ("import promptopt\nfrom promptopt.optimizers import RandomSearch\n@promptopt.hookimpl\n"
-     "def promptopt_register_optimizers(register):\n    register('de', RandomSearch)\n",
+     "def promptopt_register_optimizers(register):\n    register('de', RandomSearch)\n", "registering",
      'optimizer "de" registered twice: by plugin "promptopt.plugins.optimizers" and by plugin "broken"'),
     ("import promptopt\n@promptopt.hookimpl\ndef promptopt_register_optimizers(register):\n"
-     "    register('notanoptimizer', dict)\n", "must be a subclass of promptopt.optimizers.Optimizer"),
+     "    register('notanoptimizer', dict)\n", "registering", "must be a subclass of promptopt.optimizers.Optimizer"),
 ])
 def test_broken_plugin_is_reported_by_name_and_skipped_while_builtins_keep_working(
-        plugin_dir, monkeypatch, source, needle):
+        plugin_dir, monkeypatch, source, stage, needle):
     (plugin_dir / "fakeplugin_broken.py").write_text(source)
     (plugin_dir / "fakeplugin_fine.py").write_text(GOOD)
     with_entry_points(monkeypatch, ("broken", "fakeplugin_broken"), ("fine", "fakeplugin_fine"))
     host = PluginHost(strict=False)
     assert len(host.failures) == 1
     message = host.failures[0].message()
-    assert message.startswith('Error importing plugin "broken"') and needle in message
+    assert message.startswith(f'Error {stage} plugin "broken"') and needle in message
     assert host.entry("optimizers", "de").plugin == "promptopt.plugins.optimizers"
     assert host.entry("optimizers", "walk").plugin == "fine"
     assert "broken" not in host.info
@@ -320,6 +322,158 @@ def test_cli_reports_a_broken_plugin_once_and_exits_by_the_strict_switch(plugin_
     monkeypatch.setattr("promptopt.cli._host", None)  # the CLI caches its host per process
     status, out, err = invoke(["list", "optimizers"])
     assert status == code
-    assert err.count('Error importing plugin "broken"') == 1 and "no module named yaml" in err
+    assert err.count('plugin "broken"') == 1 and "no module named yaml" in err
     if code == 0:
+        assert err.startswith('Error importing plugin "broken"')
         assert "de " in out  # the built-ins keep working
+    else:
+        assert err.startswith('Error: could not import plugin "broken"') and err.count("\n") == 1
+
+
+# -- audit: silent pitfalls, deterministic order, whose factory failed, one-line reasons ------
+
+@pytest.mark.parametrize("source, needle", [
+    ("def promptopt_register_targets(register):\n    pass\n",
+     "promptopt_register_targets is not marked @promptopt.hookimpl; decorate it"),
+    ("def promptopt_register_optimisers(register):\n    pass\n",
+     "promptopt_register_optimisers is not marked @promptopt.hookimpl and is not a promptopt hook; "
+     "did you mean promptopt_register_optimizers?"),
+    ("class promptopt_thing:\n    pass\n", "promptopt_thing is not marked @promptopt.hookimpl and is not a promptopt hook"),
+])
+def test_an_undecorated_promptopt_function_fails_its_plugin(plugin_dir, monkeypatch, source, needle):
+    (plugin_dir / "fakeplugin_plain.py").write_text("import promptopt\n" + source)
+    with_entry_points(monkeypatch, ("plain", "fakeplugin_plain"))
+    host = PluginHost(strict=False)
+    assert [f.plugin for f in host.failures] == ["plain"] and needle in host.failures[0].reason
+    assert "plain" not in host.info
+    with pytest.raises(PluginError, match="plain.*not marked"):
+        PluginHost(strict=True)
+
+
+def test_an_undecorated_method_of_an_in_process_plugin_fails_it():
+    class Plugin:
+        def promptopt_register_optimizers(self, register):
+            register("undecorated", RandomSearch)
+
+    host = PluginHost(load_entrypoints=False, strict=False, extra_plugins=(Plugin(),))
+    assert host.failures[0].reason == "promptopt_register_optimizers is not marked @promptopt.hookimpl; decorate it"
+    assert "undecorated" not in host.registries["optimizers"]
+
+
+def test_entry_points_load_in_order_of_name_then_distribution(plugin_dir, monkeypatch):
+    (plugin_dir / "fakeplugin_a.py").write_text(GOOD)
+    (plugin_dir / "fakeplugin_b.py").write_text(GOOD)
+    with_entry_points(monkeypatch, ("zeta", "fakeplugin_b"), ("alpha", "fakeplugin_a"))
+    host = PluginHost(strict=False)
+    assert host.entry("optimizers", "walk").plugin == "alpha"  # not the first one sys.path found
+    assert [f.plugin for f in host.failures] == ["zeta"] and "registered twice" in host.failures[0].reason
+
+    dists = {"fakeplugin_a": "dist-b", "fakeplugin_b": "dist-a"}  # one name in two distributions
+    points = [SimpleNamespace(name="same", value=v, dist=SimpleNamespace(name=d, version="1"),
+                              load=lambda v=v: importlib.import_module(v)) for v, d in dists.items()]
+    monkeypatch.setattr("promptopt.host.entry_points", lambda group: points)
+    host = PluginHost(strict=False)
+    assert host.info["same"].distribution == "dist-a"
+    assert host.failures[0].distribution == "dist-b" and "already used by distribution dist-a" in host.failures[0].reason
+
+
+def _lazy(hook: str, name: str, factory):
+    """A module-like in-process plugin named "lazy" whose factory fails only when called."""
+    plugin = _plugin(hook, (name, factory))
+    plugin.__name__ = "lazy"
+    return plugin
+
+
+def _raise(exc):
+    raise exc
+
+
+@pytest.mark.parametrize("hook, name, factory, create", [
+    ("promptopt_register_instruments", "brokeninst", lambda: _raise(RuntimeError("no data")),
+     lambda h: h.create_instrument("brokeninst")),
+    ("promptopt_register_models", "brokenmodel", lambda device, dtype: _raise(RuntimeError("no data")),
+     lambda h: h.create_model("brokenmodel")),
+    ("promptopt_register_scorers", "brokenscorer", lambda constants: _raise(RuntimeError("no data")),
+     lambda h: h.create_scorer(None, "brokenscorer")),
+    ("promptopt_register_targets", "brokentable", lambda: _raise(RuntimeError("no data")),
+     lambda h: h.target("US", "brokentable")),
+    ("promptopt_register_optimizers", "fam:*", lambda member: _raise(RuntimeError("no data")),
+     lambda h: h.optimizer_class("fam:*")),
+])
+def test_a_third_party_factory_error_names_the_thing_and_its_plugin(hook, name, factory, create):
+    host = PluginHost(load_entrypoints=False, extra_plugins=(_lazy(hook, name, factory),))
+    noun = host.registries[hook.rpartition("_")[2]].kind
+    with pytest.raises(PluginError) as info:
+        create(host)
+    assert str(info.value) == f'{noun} "{name}" (plugin "lazy") failed: RuntimeError: no data'
+
+
+def test_a_third_party_usage_error_keeps_its_class_and_gains_whose_it_is():
+    class Table:
+        def resolve(self, query):
+            raise KeyError(f"no country {query!r}")
+
+        def list(self):
+            return []
+
+    host = PluginHost(load_entrypoints=False, extra_plugins=(
+        _lazy("promptopt_register_instruments", "brokeninst", lambda: _raise(UsageError("set BROKEN_DATA"))),))
+    with pytest.raises(UsageError) as info:
+        host.create_instrument("brokeninst")
+    assert str(info.value) == 'instrument "brokeninst" (plugin "lazy"): set BROKEN_DATA' and info.value.exit_code == 2
+    host = PluginHost(load_entrypoints=False, extra_plugins=(_lazy("promptopt_register_targets", "t", Table),))
+    with pytest.raises(UsageError, match=r"^target table \"t\" \(plugin \"lazy\"\): no country 'ZZ'$"):
+        host.target("ZZ", "t")
+
+
+def test_built_in_factory_errors_are_left_as_they_are():
+    host = PluginHost(load_entrypoints=False)
+    with pytest.raises(UsageError) as info:
+        host.target("Atlantis")
+    assert "plugin" not in str(info.value)
+
+
+def test_a_strict_hook_error_says_fatal_not_ignored(plugin_dir, monkeypatch):
+    (plugin_dir / "fakeplugin_misc.py").write_text(
+        "import promptopt\n@promptopt.hookimpl\ndef promptopt_generation_end(state, record):\n"
+        "    raise RuntimeError('boom')\n")
+    with_entry_points(monkeypatch, ("misc", "fakeplugin_misc"))
+    with pytest.raises(PluginError) as info:
+        PluginHost(strict=True).pm.hook.promptopt_generation_end(state=None, record={})
+    assert str(info.value) == ('plugin "misc", hook promptopt_generation_end raised RuntimeError: boom '
+                               "(fatal: PROMPTOPT_STRICT_PLUGINS=1)")
+
+
+def test_registration_failures_do_not_say_importing(plugin_dir, monkeypatch):
+    host = PluginHost(load_entrypoints=False, strict=False,
+                      extra_plugins=(_plugin("promptopt_register_optimizers", ("de", RandomSearch)),))
+    assert host.failures[0].message().startswith('Error registering plugin "Plugin" (distribution (in-process)): '
+                                                  'optimizer "de" registered twice')
+    (plugin_dir / "fakeplugin_broken.py").write_text("raise ImportError('no yaml')")
+    with_entry_points(monkeypatch, ("broken", "fakeplugin_broken"))
+    assert PluginHost(strict=False).failures[0].message().startswith('Error importing plugin "broken"')
+
+
+def test_a_hook_argument_named_wrong_is_a_one_line_plugin_failure(plugin_dir, monkeypatch):
+    source = "import promptopt\n@promptopt.hookimpl\ndef promptopt_register_optimizers(reg):\n    pass\n"
+    module = ModuleType("wrongarg")
+    exec(source, module.__dict__)
+    host = PluginHost(load_entrypoints=False, strict=False, extra_plugins=(module,))
+    (plugin_dir / "fakeplugin_wrongarg.py").write_text(source)
+    with_entry_points(monkeypatch, ("wrongarg", "fakeplugin_wrongarg"))
+    for failures in (host.failures, PluginHost(strict=False).failures):
+        assert [f.plugin for f in failures] == ["wrongarg"]
+        assert "'reg'" in failures[0].reason and "\n" not in failures[0].reason
+    assert host.entry("optimizers", "de")  # the built-ins keep working
+    with pytest.raises(PluginError, match="wrongarg"):
+        PluginHost(load_entrypoints=False, strict=True, extra_plugins=(module,))
+
+
+def test_describe_lists_hook_errors(plugin_dir, monkeypatch):
+    (plugin_dir / "fakeplugin_tracker.py").write_text(LIFECYCLE)
+    with_entry_points(monkeypatch, ("tracker", "fakeplugin_tracker"))
+    host = PluginHost(strict=False)
+    for _ in range(2):
+        host.pm.hook.promptopt_run_end(state=SimpleNamespace(run_dir=plugin_dir), summary={})
+    assert host.describe()["hook_errors"] == [
+        {"plugin": "tracker", "hook": "promptopt_run_end", "error": "RuntimeError: tracker offline"}]
