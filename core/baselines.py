@@ -24,12 +24,16 @@ def _level(score: float) -> str:
 
 def icl_system_prompt(target) -> str:
     """A system prompt telling the model whom to answer as, describing the culture from its scores."""
-    lines = [f"You are a typical adult from {target.name}, answering a survey about your own values and "
-             f"views. Answer as a person from {target.name} would. Your culture, in Hofstede's terms:"]
-    for dim, (name, high, low) in DESCRIPTIONS.items():
-        if dim in target.scores:
-            score = target.scores[dim]
-            level = _level(score)
-            gloss = high if level == "high" else low if level == "low" else f"balanced: {high}, yet {low}"
-            lines.append(f"- {name} is {level} ({score:.0f} of 100): {gloss}.")
+    persona = (f"You are a typical adult from {target.name}, answering a survey about your own values and "
+               f"views. Answer as a person from {target.name} would.")
+    described = [dim for dim in DESCRIPTIONS if dim in target.scores]
+    if not described:  # a plugin's target on other dimensions: the persona alone
+        return persona
+    lines = [f"{persona} Your culture, in Hofstede's terms:"]
+    for dim in described:
+        name, high, low = DESCRIPTIONS[dim]
+        score = target.scores[dim]
+        level = _level(score)
+        gloss = high if level == "high" else low if level == "low" else f"balanced: {high}, yet {low}"
+        lines.append(f"- {name} is {level} ({score:.0f} of 100): {gloss}.")
     return "\n".join(lines)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import click
@@ -134,8 +136,14 @@ def validate(config_file) -> None:
             and "/" not in config.model:
         h.entry("models", config.model)  # raises the unknown-model error
     click.echo(f"{config_file}: ok ({config.optimizer} [{optimizer.__name__}], {instrument.name} with "
-               f"{len(instrument.items)} items, scorer {scorer.name}, target {target.name} ({target.code}), "
+               f"{len(instrument.items)} items, scorer {_scorer_name(scorer)}, target {target.name} ({target.code}), "
                f"model {config.model}, {config.total_generations} generations x {config.popsize})")
+
+
+def _scorer_name(scorer) -> str:
+    """A plugin's scorer need only have dimensions, score and describe (docs/plugins.md)."""
+    described = scorer.describe() if callable(getattr(scorer, "describe", None)) else {}
+    return getattr(scorer, "name", None) or (described or {}).get("name") or type(scorer).__name__
 
 
 @cli.command()
@@ -211,7 +219,7 @@ def plugins(as_json) -> None:
         click.echo(json.dumps(described, indent=2))
         return
     for info in described["plugins"]:
-        click.echo(f"{info['name']} ({info['distribution']} {info['version']})")
+        click.echo(f"{info['name']} ({' '.join(filter(None, (info['distribution'], info['version'])))})")
         for kind, names in info["registered"].items():
             click.echo(f"  {kind}: {', '.join(names)}")
         others = [hk for hk in info["hooks"] if not hk.startswith("promptopt_register_")]
@@ -229,9 +237,52 @@ def list_cmd(kind) -> None:
     for entry in h.registries[kind]:
         click.echo(f"{entry.name:<12} {entry.description}  [{entry.plugin}]")
         if kind == "targets":
-            for t in h.target_table(entry.name).list():
+            try:
+                table = h.target_table(entry.name).list()
+            except PromptoptError as exc:  # one broken table: said on its row, the others still listed
+                click.echo(f"    (cannot list it: {exc})")
+                continue
+            for t in table:
                 scores = " ".join(f"{d} {v:.0f}" for d, v in t.scores.items())
                 click.echo(f"    {t.code:<16} {t.name:<28} {scores}")
+
+
+class _PluginCommands:
+    """The root group as one plugin's promptopt_register_commands sees it: a command name already
+    taken (built in, or by another plugin) is an error naming both, not a silent replacement."""
+
+    def __init__(self, group: click.Group, plugin: str, owners: dict[str, str], host: PluginHost) -> None:
+        self._group, self._plugin, self._owners, self._host = group, plugin, owners, host
+
+    def add_command(self, command: click.Command, name: str | None = None) -> None:
+        name = name or command.name
+        if name in self._group.commands:
+            owner = self._owners.get(name, "promptopt (built in)")
+            raise UsageError(f'command "{name}" is already registered by {owner}; choose another name')
+        self._group.add_command(command, name)
+        self._owners[name] = f'plugin "{self._plugin}"'
+        self._host.info[self._plugin].registered.setdefault("commands", []).append(name)
+
+    def command(self, *args, **kwargs):
+        return lambda f: self._added(click.command(*args, **kwargs)(f))
+
+    def group(self, *args, **kwargs):
+        return lambda f: self._added(click.group(*args, **kwargs)(f))
+
+    def _added(self, command: click.Command) -> click.Command:
+        self.add_command(command)
+        return command
+
+    def __getattr__(self, name: str):
+        return getattr(self._group, name)
+
+
+def add_plugin_commands(h: PluginHost, group: click.Group) -> None:
+    """Each plugin's commands, one plugin at a time, so a clash names its plugin; a third-party hook that
+    raises (a clash included) is reported and skipped, as every lifecycle hook is (fatal when strict)."""
+    owners: dict[str, str] = {}
+    for impl in h.pm.hook.promptopt_register_commands.get_hookimpls():
+        impl.function(cli=_PluginCommands(group, impl.plugin_name, owners, h))
 
 
 def _one_line(message: str) -> str:
@@ -273,7 +324,7 @@ def _main(argv: list[str] | None) -> None:
     try:
         h = host()
         if not getattr(cli, "_plugin_commands_added", False):  # once per process, however often main() runs
-            h.pm.hook.promptopt_register_commands(cli=cli)
+            add_plugin_commands(h, cli)
             cli._plugin_commands_added = True
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort as exc:
@@ -289,22 +340,18 @@ def _main(argv: list[str] | None) -> None:
         click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, _one_line(exc.format_message()), exc.exit_code)
     except PromptoptError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, str(exc), exc.exit_code)
     except ValueError as exc:
         # lower layers (objectives, optimizers) report bad input as ValueError with a one-line reason
         from promptopt.objectives import ObjectivesError
 
         if isinstance(exc, ObjectivesError):
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+            _fail(exc, str(exc), 2)
         raise
     except FileNotFoundError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        _fail(exc, str(exc), 2)
     except OSError as exc:
         # a read-only folder, a full disk: what the system said, on one line, no traceback (bad
         # input, 2, where the user chose the path; 1 where the machine failed); an OSError with no
@@ -314,6 +361,14 @@ def _main(argv: list[str] | None) -> None:
         what = f"{exc.filename}: " if exc.filename else ""
         right = ("check its permissions or give another path" if isinstance(exc, PermissionError)
                  else "the system refused it; free space or fix the device and run it again")
-        click.echo(f"Error: {what}{exc.strerror or _one_line(str(exc))}; {right}", err=True)
-        sys.exit(2 if isinstance(exc, PermissionError) else 1)
+        _fail(exc, f"{what}{exc.strerror or _one_line(str(exc))}; {right}", 2 if isinstance(exc, PermissionError) else 1)
     sys.exit(0)
+
+
+def _fail(exc: BaseException, message: str, code: int) -> None:
+    """One line on stderr and the exit status; with PROMPTOPT_DEBUG=1 the traceback first (of the
+    error and what caused it: an optimizer's own exception behind the line naming it)."""
+    if os.environ.get("PROMPTOPT_DEBUG") == "1":
+        traceback.print_exception(exc, file=sys.stderr)
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptopt.objectives import L1_DESCRIPTION
+from promptopt.objectives import l1_description
 
 from .baselines import icl_system_prompt
 from .config import build_config
@@ -76,7 +76,7 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     result = objective(None if soft is None else soft[None])
     label = "soft prompt" if soft is not None else (baseline or "naive")
     dims = objective.dimensions
-    return {"label": label, "loss": float(result.loss[0]), "loss_definition": L1_DESCRIPTION,
+    return {"label": label, "loss": float(result.loss[0]), "loss_definition": l1_description(len(dims)),
             "dimensions": {d: round(float(v), 3) for d, v in zip(dims, result.scores[0].tolist())},
             "target": {"code": target.code, "name": target.name, "source": target.source,
                        "scores": {d: target.scores[d] for d in dims}},

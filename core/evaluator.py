@@ -197,6 +197,9 @@ class SoftPromptEvaluator:
             raise ValueError(f"soft prompts must be [P, K, {backend.hidden_size}], got {list(soft.shape)}")
         if soft.shape[0] == 0:
             raise ValueError("need at least one soft prompt (P >= 1)")
+        if not bool(torch.isfinite(soft).all()):  # packed rows share attention: one NaN spreads to all
+            raise ValueError("soft prompts must be finite: a NaN or inf in one candidate would turn every "
+                             "candidate evaluated beside it into NaN")
         soft = soft.to(device=backend.device, dtype=backend.dtype)
         P, K, Q = soft.shape[0], soft.shape[1], self.n_items
         rows = torch.arange(P * Q, device=backend.device)   # item-major, so a batch packs well

@@ -91,8 +91,9 @@ def promptopt_register_commands(cli: Any) -> None:
 
     :param cli: the root ``click.Group``; call ``cli.add_command(...)``.
 
-    Called once per CLI invocation, after the built-in commands exist. A third-party
-    implementation that raises is reported and skipped.
+    Called once per CLI invocation, after the built-in commands exist, one plugin at a time. A
+    name already taken (a built-in command, another plugin's) is refused with an error naming
+    its owner; a third-party implementation that raises (or is refused) is reported and skipped.
     """
 
 
@@ -120,10 +121,26 @@ def promptopt_generation_end(state: Any, record: dict) -> None:
 
 @hookspec
 def promptopt_run_end(state: Any, summary: dict) -> None:
-    """A run finished (budget spent or stopped early) and summary.json was written.
+    """A run finished (budget spent or a stopping rule met) and summary.json was written.
 
-    :param state: the runner's ``RunState``.
+    :param state: the runner's ``RunState``; ``state.stop_reason`` is the rule that ended it
+        (``budget``, ``target_loss``, ``patience``, ``time_limit``).
     :param summary: the contents of summary.json.
 
-    Called once at the end of a run, after summary.json and best/ were written.
+    Called once at the end of a run, after summary.json and best/ were written. A session that
+    stops before that calls :func:`promptopt_run_stopped` instead.
+    """
+
+
+@hookspec
+def promptopt_run_stopped(state: Any, reason: str) -> None:
+    """A run session ended without finishing: Ctrl-C, a signal, or an error.
+
+    :param state: the runner's ``RunState``; its history holds every finished generation, and
+        the run directory's checkpoint resumes from the last one (``promptopt run --resume``).
+    :param reason: ``"Ctrl-C"``, the signal's name (``"SIGTERM"``, ``"SIGHUP"``), or
+        ``"error: <exception type>: <message>"``; also set as ``state.stop_reason``.
+
+    Called once, after :func:`promptopt_run_start`, in place of :func:`promptopt_run_end`, so a
+    tracker can close its run (a resumed session calls ``promptopt_run_start`` again).
     """

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from promptopt.objectives import l1_description
+
 from .errors import CheckpointError, UsageError
 from .rundir import atomic_write, read_history, read_json
 
@@ -18,8 +20,6 @@ FIGSIZE = (12.0, 5.0)   # inches
 DPI = 100               # -> 1200 x 500 pixels
 PNG_NAME = "report.png"
 MD_NAME = "report.md"
-L1_NOTE = "L1 = mean absolute difference over the six dimensions"
-
 COLOURS = {"naive": "#9e9e9e", "ICL": "#f2a541", "aligned": "#2f6db5", "target": "#2a9d5b"}
 
 
@@ -97,6 +97,11 @@ def _num(value: float, places: int = 3) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def _l1_note(summary: dict[str, Any]) -> str:
+    """The run's own definition of its L1 (a plugin's survey need not have six dimensions)."""
+    return summary.get("loss_definition") or l1_description(len(summary["target"]["scores"]))
+
+
 def _or_nan(value: float | None) -> float:
     """A recorded number, or nan where the run did not record it (older runs; None in summary.json)."""
     return float("nan") if value is None else value
@@ -115,7 +120,7 @@ def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_n
     for dim in target["scores"]:
         lines.append(f"| {dim} | " + " | ".join(_num(series[c][dim]) for c in columns) + " |")
     lines.append("| L1 | " + " | ".join("" if c == "target" else _num(losses[c]) for c in columns) + " |")
-    lines += ["", f"{L1_NOTE}. Target source: {target['source']}.", ""]
+    lines += ["", f"{_l1_note(summary)}. Target source: {target['source']}.", ""]
     facts = [("model", summary.get("model")), ("instrument", summary.get("instrument")),
              ("optimizer", summary.get("optimizer")), ("seed", summary.get("seed")),
              ("generations", summary.get("generations")), ("evaluations", summary.get("evaluations")),
@@ -173,7 +178,7 @@ def render_figure(summary: dict[str, Any], history: pd.DataFrame | None):
     ax_dims.grid(axis="y", alpha=0.3)
     ax_dims.legend(fontsize=8, ncols=len(series))
     fig.suptitle(f"{summary.get('model', '?')} / {summary.get('optimizer', '?')} / seed {summary.get('seed', '?')}"
-                 f" - {L1_NOTE}", fontsize=9)
+                 f" - {_l1_note(summary)}", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -22,20 +22,20 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from promptopt.objectives import L1_DESCRIPTION, simulated_respondents
+from promptopt.objectives import l1_description, simulated_respondents
 
 from . import __version__
 from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from .config import BEFORE_OPTION_EXISTED, RunConfig, config_from_mapping
 from .distributed import check_reachable, make_executor
-from .errors import CheckpointError, PromptoptError, RunInUseError, Stopped, UsageError
+from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError, Stopped, UsageError
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
 from .rundir import locked, write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
-from .validation import check_hyper
+from .validation import batch_problem, check_hyper
 
 # stopping rules, and where generations are evaluated (which does not change the numbers)
 RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience",
@@ -292,7 +292,8 @@ def _start(config: RunConfig, host: PluginHost, run_dir: Path, progress: bool,
     space, optimizer = session.space, session.optimizer
     write_json(run_dir / "config.json", {
         "config": config.to_dict(), "model": session.backend.describe(), "instrument": session.instrument.describe(),
-        "scorer": session.scorer.describe(), "target": session.target.describe(), "loss": L1_DESCRIPTION,
+        "scorer": session.scorer.describe(), "target": session.target.describe(),
+        "loss": l1_description(len(session.objective.dimensions)),
         "search_space": space.describe(),
         "optimizer": {"name": config.optimizer, "class": type(optimizer).__name__, "hyper": dict(config.hyper),
                       "capabilities": sorted(getattr(optimizer, "capabilities", ()))},
@@ -413,7 +414,10 @@ def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
     if config.target_loss is not None and state.best_loss <= config.target_loss:
         return "target_loss"
     if config.patience is not None and len(history) > config.patience:
-        if history[-1]["best_loss"] >= history[-1 - config.patience]["best_loss"]:
+        # by fitness, which only falls: best_loss is the L1 of the best-by-fitness candidate and can
+        # rise when a penalty is paid off (rows written before best_fitness existed: best_loss)
+        fitness = [row.get("best_fitness", row["best_loss"]) for row in (history[-1 - config.patience], history[-1])]
+        if fitness[1] >= fitness[0]:
             return "patience"
     if config.time_limit is not None and elapsed0 + time.perf_counter() - started >= config.time_limit:
         return "time_limit"
@@ -422,31 +426,54 @@ def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
 
 def _optimise(host: PluginHost, session: Session, state: RunState, progress: bool,
               echo: Callable[[str], None]) -> dict[str, Any]:
+    """The run's generations, then its results; lifecycle hooks see the session end either way."""
+    host.pm.hook.promptopt_run_start(state=state)
+    try:
+        state.stop_reason = _generations(host, session, state, progress)
+        summary = _finish(session, state)
+    except BaseException as exc:  # a tracker closes its run; the checkpoint is what resumes it
+        state.stop_reason = _interruption(exc)
+        host.pm.hook.promptopt_run_stopped(state=state, reason=state.stop_reason)
+        raise
+    host.pm.hook.promptopt_run_end(state=state, summary=summary)
+    echo(format_comparison(summary))
+    return summary
+
+
+def _interruption(exc: BaseException) -> str:
+    if isinstance(exc, Stopped):
+        return exc.args[0]
+    if isinstance(exc, KeyboardInterrupt):
+        return "Ctrl-C"
+    return " ".join(f"error: {type(exc).__name__}: {exc}".split())
+
+
+def _generations(host: PluginHost, session: Session, state: RunState, progress: bool) -> str:
+    """ask, evaluate, tell, write history and checkpoint, until a stopping rule says why (its name)."""
     objective, optimizer = session.objective, session.optimizer
     # z [P, d] -> SurveyResult: in this process, or on Ray actors (--executor ray), see distributed.py
     executor = make_executor(state.config, session)
-    host.pm.hook.promptopt_run_start(state=state)
     started, elapsed0 = time.perf_counter(), state.elapsed
     bar = tqdm(total=state.config.total_evaluations, initial=optimizer.evaluations, desc="evaluations", unit="eval",
                disable=not progress, file=sys.stderr)
     try:
         while not (reason := _should_stop(state, started, elapsed0)):
             t0 = time.perf_counter()
-            result = executor(optimizer.ask())
+            result = executor(_ask(host, state, session.space))
             if state.best_scores is None and not bool(torch.isfinite(result.fitness).any()):
                 # nothing to keep as the best (NaN < x is never true), and an optimizer fed only NaN/inf
                 # would search blindly: a setting that breaks the objective, so stop before a checkpoint
                 raise UsageError(f"every candidate's fitness was not finite (NaN or inf) in generation "
                                  f"{len(state.history) + 1}, so there is no best soft prompt; use a finite "
                                  "--radius and --shift-weight (or a smaller --radius)")
-            optimizer.tell(result.fitness)
+            _optimizer_call(host, state, "tell", result.fitness)
             i = int(torch.argmin(result.fitness))
             if float(result.fitness[i]) < state.best_fitness:
                 state.best_fitness, state.best_loss = float(result.fitness[i]), float(result.loss[i])
                 state.best_scores = result.scores[i].tolist()
             record = {"generation": len(state.history) + 1, "evaluations": optimizer.evaluations,
-                      "best_loss": state.best_loss, "mean_loss": float(result.loss.mean()),
-                      "seconds": round(time.perf_counter() - t0, 3),
+                      "best_loss": state.best_loss, "best_fitness": state.best_fitness,
+                      "mean_loss": float(result.loss.mean()), "seconds": round(time.perf_counter() - t0, 3),
                       **dict(zip(objective.dimensions, state.best_scores))}
             state.history.append(record)
             state.elapsed = elapsed0 + time.perf_counter() - started
@@ -458,18 +485,48 @@ def _optimise(host: PluginHost, session: Session, state: RunState, progress: boo
     finally:
         bar.close()
         executor.close()
-    state.stop_reason = reason
-    return _finish(host, session, state, echo)
+    return reason
 
 
-def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[[str], None]) -> dict[str, Any]:
+def _ask(host: PluginHost, state: RunState, space: SoftPromptSpace) -> torch.Tensor:
+    """The optimizer's next batch, refused unless finite and inside the space's bounds: a NaN row
+    would turn every row packed with it into NaN, a point far outside makes --radius meaningless."""
+    z = _optimizer_call(host, state, "ask")
+    problem = batch_problem(z, space.lower, space.upper)
+    if problem:
+        raise PluginError(_optimizer_failure(host, state, problem))
+    return z
+
+
+def _optimizer_call(host: PluginHost, state: RunState, method: str, *args: Any) -> Any:
+    """ask() or tell(), with the optimizer's own failure as one line naming it and its plugin (the
+    traceback with PROMPTOPT_DEBUG=1), not a traceback that reads like promptopt's."""
+    try:
+        return getattr(state.optimizer, method)(*args)
+    except PromptoptError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the optimizer's own code
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise PluginError(_optimizer_failure(host, state, f"raised in {method}(): {reason}")) from exc
+
+
+def _optimizer_failure(host: PluginHost, state: RunState, problem: str) -> str:
+    name, run_dir = state.config.optimizer, state.run_dir
+    kept = (f"; the run in {run_dir} keeps its {len(state.history)} finished generations: fix the optimizer, "
+            f"then continue it with `promptopt run --resume {run_dir}`" if state.history else "")
+    return (f'optimizer "{name}" (plugin "{host.entry("optimizers", name).plugin}") {problem} '
+            f"in generation {len(state.history) + 1}{kept}")
+
+
+def _finish(session: Session, state: RunState) -> dict[str, Any]:
+    """The best soft prompt re-scored alone; best/, summary.json and the extras written."""
     objective, config, target = session.objective, state.config, session.target
     z_best, _ = session.optimizer.best
     best_soft = session.space.decode(z_best[None])[0]
     final = objective(best_soft[None])  # re-evaluated alone: the saved prompt's own scores
     summary = {
         "loss": float(final.loss[0]), "naive_loss": state.naive["loss"],
-        "icl_loss": state.icl["loss"] if state.icl else None, "loss_definition": L1_DESCRIPTION,
+        "icl_loss": state.icl["loss"] if state.icl else None, "loss_definition": l1_description(len(objective.dimensions)),
         "dimensions": _dims(objective.dimensions, final.scores[0]), "naive_dimensions": state.naive["dimensions"],
         "icl_dimensions": state.icl["dimensions"] if state.icl else None,
         "target": {"code": target.code, "name": target.name, "source": target.source,
@@ -490,8 +547,6 @@ def _finish(host: PluginHost, session: Session, state: RunState, echo: Callable[
         "loss": summary["loss"], "search_space": session.space.describe(), "promptopt": __version__})
     write_json(state.run_dir / "summary.json", summary)
     write_extras(state.run_dir, session.instrument, final.answers)
-    host.pm.hook.promptopt_run_end(state=state, summary=summary)
-    echo(format_comparison(summary))
     return summary
 
 

@@ -7,8 +7,11 @@ cheap; the ``check_*`` functions look at what a factory returned, once, on first
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any, Callable
+
+import torch
 
 from .errors import PluginError, UsageError
 
@@ -124,6 +127,20 @@ RUN_SET_PARAMETERS = {"dim": "the search space (--subspace, --tokens)", "bounds"
                       "popsize": "--popsize", "seed": "--seed", "device": "--device"}
 _TOML_TYPES = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
                dict: "a table", list: "an array"}
+
+
+def batch_problem(z: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> str | None:
+    """What is wrong with an optimizer's batch z [n, d] for bounds [d], or None: the host's one
+    check of the values (one host sync per generation), since the contract is the optimizer's."""
+    bad = ~torch.isfinite(z) | (z < lower) | (z > upper)
+    if not bool(bad.any()):
+        return None
+    row, col = (int(i) for i in bad.nonzero()[0])
+    value, lo, hi = (float(t) for t in (z[row, col], lower[col], upper[col]))
+    where = "is not finite" if not math.isfinite(value) else "is outside the bounds"
+    return (f"asked for a point that {where}: row {row}, coordinate {col} is {value:.6g}, bounds "
+            f"[{lo:.6g}, {hi:.6g}] ({int(bad.any(1).sum())} of {z.shape[0]} rows); ask() must return "
+            "finite points inside the bounds it was given")
 
 
 def check_hyper(optimizer: str, cls: type, hyper: Mapping[str, Any]) -> None:

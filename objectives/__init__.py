@@ -28,6 +28,7 @@ from .respondents import simulated_respondents
 from .loss import (
     ENTROPY_PENALTY,
     L1_DESCRIPTION,
+    l1_description,
     MASS_PENALTY,
     abs_errors,
     answer_entropy,
@@ -81,6 +82,7 @@ __all__ = [
     "resolve_target",
     "list_targets",
     "L1_DESCRIPTION",
+    "l1_description",
     "abs_errors",
     "answer_entropy",
     "entropy_penalty",

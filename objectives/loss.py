@@ -13,9 +13,19 @@ import torch
 from .errors import ObjectivesError
 
 __all__ = ["ENTROPY_PENALTY", "L1_DESCRIPTION", "MASS_PENALTY", "abs_errors", "answer_entropy", "entropy_penalty",
-           "l1_loss", "mass_penalty", "shift_penalty"]
+           "l1_description", "l1_loss", "mass_penalty", "shift_penalty"]
 
-L1_DESCRIPTION = "L1 = mean absolute difference over the six dimensions"
+_COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def l1_description(n_dimensions: int) -> str:
+    """What an L1 number means, for a scorer of ``n_dimensions`` (a plugin's survey need not have six)."""
+    count = _COUNTS[n_dimensions] if n_dimensions < len(_COUNTS) else str(n_dimensions)
+    return f"L1 = mean absolute difference over the {count} dimension{'' if n_dimensions == 1 else 's'}"
+
+
+L1_DESCRIPTION = l1_description(6)
+"""VSM13's: its six dimensions."""
 
 MASS_PENALTY = 1000.0
 """L1 points per unit of option mass below the floor: 10 per percentage point."""

@@ -132,10 +132,26 @@ class Optimizer:
         if self._pending is not None:
             raise RuntimeError("ask() called twice without tell(); tell() the fitness of the last batch first")
         z = self._ask()
-        if z.ndim != 2 or z.shape[1] != self.dim or z.shape[0] < 1:
-            raise RuntimeError(f"{type(self).__name__}._ask returned shape {list(z.shape)}, expected [n, {self.dim}]")
+        self._check_batch(z)
         self._pending = z
         return z
+
+    def _check_batch(self, z: Any) -> None:
+        """What ``_ask`` returned, checked on its metadata only (no host sync): a wrong shape or
+        dtype would otherwise surface deep in the host's evaluation, or not at all. Whether the
+        values are finite and inside the bounds is the host's check, once per generation."""
+        where = f"{type(self).__name__}._ask returned"
+        if not isinstance(z, Tensor):
+            raise RuntimeError(f"{where} a {type(z).__name__}, expected a torch.Tensor [n, {self.dim}]")
+        shrinking = "shrinking_population" in self.capabilities
+        n = z.shape[0] if z.ndim == 2 else 0
+        if z.ndim != 2 or z.shape[1] != self.dim or not (1 <= n <= self.popsize if shrinking else n == self.popsize):
+            rows = "n <= popsize" if shrinking else f"n = popsize = {self.popsize}"
+            raise RuntimeError(f"{where} shape {list(z.shape)}, expected [n, {self.dim}] with {rows}")
+        on_device = z.device.type == self.device.type and self.device.index in (None, z.device.index)
+        if z.dtype != self.dtype or not on_device:
+            raise RuntimeError(f"{where} {str(z.dtype).removeprefix('torch.')} on {z.device}, expected "
+                               f"{str(self.dtype).removeprefix('torch.')} on {self.device} (self.dtype, self.device)")
 
     def tell(self, fitness: Any) -> None:
         """Report the fitness (lower is better) of the batch from the last ``ask``.

@@ -24,3 +24,8 @@ def promptopt_generation_end(state, record):
 @promptopt.hookimpl
 def promptopt_run_end(state, summary):
     _append(state, "run_end", summary=summary)
+
+
+@promptopt.hookimpl
+def promptopt_run_stopped(state, reason):
+    _append(state, "run_stopped", reason=reason, generations=len(state.history))

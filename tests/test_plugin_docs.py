@@ -1,10 +1,14 @@
-"""docs/plugins.md documents every hook in core/hookspecs.py, and only those."""
+"""docs/plugins.md documents every hook in core/hookspecs.py, and only those; its optimizer
+constructor example is what the host builds and checks."""
 
 from __future__ import annotations
 
 import inspect
 import re
 from pathlib import Path
+
+import pytest
+import torch
 
 from promptopt import hookspecs
 
@@ -38,5 +42,23 @@ def test_each_section_shows_the_signature_and_when_it_is_called():
         args = ", ".join(inspect.signature(spec).parameters)
         body = sections[name]
         assert re.search(rf"{name}\({re.escape(args)}", body.replace(": RunState", "").replace(": dict", "")
-                         .replace(": click.Group", "")), f"{name}: signature ({args}) not shown"
+                         .replace(": click.Group", "").replace(": str", "")), f"{name}: signature ({args}) not shown"
         assert "Called" in body, f"{name}: say when the host calls it"
+
+
+def test_the_optimizer_constructor_example_is_built_and_its_hyper_checked_as_in_a_run():
+    from promptopt.errors import UsageError
+    from promptopt.optimizers import Optimizer
+    from promptopt.validation import check_hyper
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+                 if "def __init__" in b and "class Walk" in b)
+    namespace = {"Optimizer": Optimizer, "torch": torch}
+    exec(block, namespace)
+    walk = namespace["Walk"]
+    check_hyper("walk", walk, {"step": 0.2})
+    with pytest.raises(UsageError, match="stpe"):
+        check_hyper("walk", walk, {"stpe": 0.2})
+    opt = walk(4, bounds=(torch.full((4,), -1.0), torch.ones(4)), popsize=3, seed=1, device="cpu",
+               x0=torch.zeros(4), step=0.2)   # as runner.make_optimizer calls it: no dtype
+    assert (opt.step, opt.dtype, opt.popsize) == (0.2, torch.float32, 3)

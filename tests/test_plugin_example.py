@@ -101,6 +101,8 @@ def test_example_plugin_runs_end_to_end_from_the_cli(example_installed, tmp_path
     assert set(summary["dimensions"]) == {"AUT", "SEC"}
     assert summary["target"]["scores"] == {"AUT": 80.0, "SEC": 30.0}
     assert summary["loss"] >= 0 and summary["evaluations"] >= 12
+    assert summary["loss_definition"] == "L1 = mean absolute difference over the two dimensions"
+    assert "over the two dimensions" in stdout and "six" not in stdout
     assert (out / "best" / "soft_prompt.safetensors").is_file()
 
     code, stdout, _ = invoke(["plugins", "--json"])
@@ -108,6 +110,17 @@ def test_example_plugin_runs_end_to_end_from_the_cli(example_installed, tmp_path
     example = {p["name"]: p for p in json.loads(stdout)["plugins"]}["example"]
     assert example["version"] == "0.1.0" and example["distribution"] == "promptopt-example-plugin"
     assert "promptopt_register_optimizers" in example["hooks"]
+
+
+def test_the_icl_persona_describes_only_dimensions_it_knows(example_installed):
+    from promptopt.baselines import icl_system_prompt
+
+    host = PluginHost()
+    profile = icl_system_prompt(host.target("autonomy", "workvalues"))   # AUT, SEC: not Hofstede's
+    assert "Autonomy seeker" in profile and "Hofstede" not in profile and "\n" not in profile
+    us = icl_system_prompt(host.target("US"))
+    assert us.startswith(profile.replace("Autonomy seeker", "United States"))
+    assert "in Hofstede's terms" in us and len(us.splitlines()) == 7   # the persona, then one line per dimension
 
 
 def test_unknown_profile_is_a_usage_error(example_installed, tmp_path):

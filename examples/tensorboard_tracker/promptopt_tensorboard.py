@@ -6,8 +6,9 @@ Install it as a plugin with an entry point in your own pyproject.toml:
     tensorboard = "promptopt_tensorboard"
 
 then `promptopt run ...` logs to RUN_DIR/tensorboard/ and `tensorboard --logdir runs/` shows
-every run. The same three lifecycle hooks drive an MLflow tracker: call
-`mlflow.start_run()`, `mlflow.log_metrics(record, step=...)` and `mlflow.end_run()` instead.
+every run. The same lifecycle hooks drive an MLflow tracker: call `mlflow.start_run()`,
+`mlflow.log_metrics(record, step=...)` and `mlflow.end_run()` (`status="KILLED"` or
+`"FAILED"` in promptopt_run_stopped) instead.
 """
 
 from __future__ import annotations
@@ -47,3 +48,12 @@ def promptopt_run_end(state, summary):
     writer = _writers.pop(str(state.run_dir))
     writer.add_scalar("loss/aligned", summary["loss"], summary["evaluations"])
     writer.close()
+
+
+@promptopt.hookimpl
+def promptopt_run_stopped(state, reason):
+    """Ctrl-C, a signal or an error: flush what was logged; a resumed run opens the writer again."""
+    writer = _writers.pop(str(state.run_dir), None)
+    if writer is not None:
+        writer.add_text("stopped", reason, len(state.history))
+        writer.close()
