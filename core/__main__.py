@@ -1,5 +1,5 @@
 """`python -m promptopt` is the `promptopt` command."""
 
-from .cli import main
+from .launcher import main
 
 main()

@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 
 from .config import BASES, EXECUTORS, INITS, POSITIONS
-from .errors import PromptoptError, Stopped, UsageError
+from .errors import PromptoptError, Stopped, UsageError, one_line
 from .host import KINDS, PluginHost
+from .launcher import exit_on_ctrl_c
 
 _host: PluginHost | None = None
 
@@ -34,16 +35,32 @@ def cli() -> None:
     """Black-box optimisation of soft prompts of a frozen language model."""
 
 
-RUN_OPTIONS = [
-    click.option("--optimizer", help="de (default), cma, ng:<Name>, random, or a plugin's"),
+# how the model is asked and scored: `run` and `evaluate` take these
+SCORING_OPTIONS = [
     click.option("--instrument", help="vsm13 (default), a plugin's, or a survey TOML file"),
     click.option("--scorer", help="scorer name (default: the instrument's own)"),
     click.option("--country", help="target by ISO code or name, e.g. US, USA, 'United States' (default US)"),
     click.option("--model", help="smollm2 (default), tiny, a saved model directory, a .gguf file or a cached Hugging Face id"),
+    click.option("--seed", type=int, help="random seed (default 0)"),
+    click.option("--position", type=click.Choice(POSITIONS),
+                 help="soft tokens as the first tokens of the reply (reply, default), at the answer cue before "
+                      "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),
+    click.option("--device", help="cpu (default) or cuda[:N]"),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
+    click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
+    click.option("--counterbalance/--no-counterbalance", default=None,
+                 help="also ask every item with its scale numbered the other way round and average the two "
+                      "answers, so answer-order bias cancels (2x the forward passes; default off)"),
+    click.option("--targets", help="target table to resolve --country in (default hofstede)"),
+    click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),
+]
+# how the soft prompt is searched for: `run` only (evaluate scores a given prompt)
+SEARCH_OPTIONS = [
+    click.option("--optimizer", help="de (default), cma, ng:<Name>, random, or a plugin's"),
     click.option("--popsize", type=int, help="candidates per generation (default 8)"),
     click.option("--generations", type=int, help="generations to run (default: --budget / --popsize)"),
     click.option("--budget", type=int, help="evaluations to spend, instead of --generations (default 480)"),
-    click.option("--seed", type=int, help="random seed (default 0)"),
     click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 1)"),
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
     click.option("--radius", type=float, help="how far soft prompts may move from x0, in units of the "
@@ -55,9 +72,6 @@ RUN_OPTIONS = [
                       "punctuation token after which the model's answers fit the target best (screen)"),
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
                                       "(instead of --init)"),
-    click.option("--position", type=click.Choice(POSITIONS),
-                 help="soft tokens as the first tokens of the reply (reply, default), at the answer cue before "
-                      "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),
     click.option("--min-mass", type=float, help="floor on the option mass, the share of the model's next-token "
                                                  "probability on the answer digits (default 0.1; 0: no floor)"),
     click.option("--max-entropy", type=float, help="cap on how undecided the answers are: their mean entropy over "
@@ -65,22 +79,19 @@ RUN_OPTIONS = [
                                                     "the bare embedded model is at 0.53 (default: no cap)"),
     click.option("--shift-weight", type=float, help="L1 points of penalty per answer point the item means move, on "
                                                      "average, from the bare model's (default: none)"),
-    click.option("--device", help="cpu (default) or cuda[:N]"),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
-    click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
-    click.option("--counterbalance/--no-counterbalance", default=None,
-                 help="also ask every item with its scale numbered the other way round and average the two "
-                      "answers, so answer-order bias cancels (2x the forward passes; default off)"),
-    click.option("--targets", help="target table to resolve --country in (default hofstede)"),
-    click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
-    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),
 ]
 
 
-def run_options(fn):
-    for option in reversed(RUN_OPTIONS):
-        fn = option(fn)
-    return fn
+def _options(options: list):
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return apply
+
+
+run_options = _options(SEARCH_OPTIONS + SCORING_OPTIONS)
+scoring_options = _options(SCORING_OPTIONS)
 
 
 @cli.command()
@@ -147,7 +158,7 @@ def _scorer_name(scorer) -> str:
 
 
 @cli.command()
-@run_options
+@scoring_options
 @click.option("--baseline", type=click.Choice(["naive", "icl"]), help="score the bare model or an ICL persona prompt")
 @click.option("--soft-prompt", "soft_prompt", type=click.Path(), help="a run directory (or its best/) to score")
 # promptopt.objectives.WORDINGS, spelt out so `promptopt --help` does not import torch (tested equal)
@@ -157,10 +168,11 @@ def _scorer_name(scorer) -> str:
 def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> None:
     """Score the model on the instrument against a target: naive, ICL, or with a saved soft prompt."""
     from .evaluate import evaluate_baseline
+    from .rundir import json_text
 
     result = evaluate_baseline(host(), config_file, flags, baseline, soft_prompt, wording)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json_text(result))
         return
     click.echo(f"{result['label']} ({wording} wording): L1 loss {result['loss']:.2f} vs "
                f"{result['target']['name']} ({result['loss_definition']})")
@@ -285,11 +297,6 @@ def add_plugin_commands(h: PluginHost, group: click.Group) -> None:
         impl.function(cli=_PluginCommands(group, impl.plugin_name, owners, h))
 
 
-def _one_line(message: str) -> str:
-    """Click spreads some messages (a missing Choice argument lists its choices) over lines."""
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
-
-
 def _stop_on_signal(signum: int, frame) -> None:
     raise Stopped(signum)
 
@@ -322,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     try:
-        h = host()
+        with exit_on_ctrl_c():   # the plugins' imports (torch, transformers): nothing is written yet
+            h = host()
         if not getattr(cli, "_plugin_commands_added", False):  # once per process, however often main() runs
             add_plugin_commands(h, cli)
             cli._plugin_commands_added = True
@@ -337,10 +345,10 @@ def _main(argv: list[str] | None) -> None:
     except click.UsageError as exc:
         # click's own format is Usage / Try --help / blank / Error; the project's is one line
         hint = f" ({exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-        click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
+        click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        _fail(exc, _one_line(exc.format_message()), exc.exit_code)
+        _fail(exc, one_line(exc.format_message()), exc.exit_code)
     except PromptoptError as exc:
         _fail(exc, str(exc), exc.exit_code)
     except ValueError as exc:
@@ -361,7 +369,7 @@ def _main(argv: list[str] | None) -> None:
         what = f"{exc.filename}: " if exc.filename else ""
         right = ("check its permissions or give another path" if isinstance(exc, PermissionError)
                  else "the system refused it; free space or fix the device and run it again")
-        _fail(exc, f"{what}{exc.strerror or _one_line(str(exc))}; {right}", 2 if isinstance(exc, PermissionError) else 1)
+        _fail(exc, f"{what}{exc.strerror or one_line(str(exc))}; {right}", 2 if isinstance(exc, PermissionError) else 1)
     sys.exit(0)
 
 

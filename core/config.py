@@ -30,6 +30,12 @@ BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None,   # the floor came in
                                          "counterbalance": False}
 
 
+# what a run is scored with: `evaluate --soft-prompt RUN` scores its prompt the same way unless a flag
+# or --config says otherwise (device and search settings are not scoring); best/metadata.json keeps them
+SCORING_SETTINGS = ("model", "instrument", "scorer", "country", "targets", "position", "system_prompt",
+                    "respondents", "counterbalance", "constants", "seed", "dtype")
+
+
 @dataclass
 class RunConfig:
     """A run, fully specified. Defaults are the README's main job on the embedded model."""

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def one_line(text: object, sep: str = " ") -> str:
+    """A message on one line: pluggy, click, pandas and json messages may span several, and every
+    error promptopt prints is one line."""
+    return sep.join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def exception_line(exc: BaseException, sep: str = " ") -> str:
+    """`Type: message` of a foreign exception, on one line."""
+    return one_line(f"{type(exc).__name__}: {exc}", sep)
+
+
 class PromptoptError(Exception):
     """Base of every promptopt error."""
 

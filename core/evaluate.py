@@ -9,17 +9,11 @@ from typing import Any
 from promptopt.objectives import l1_description
 
 from .baselines import icl_system_prompt
-from .config import build_config
+from .config import SCORING_SETTINGS, build_config
 from .errors import CheckpointError, UsageError
 from .host import PluginHost
 from .rundir import read_json, read_soft_prompt
 from .runner import build_objective
-
-
-# what a saved run was scored with: `evaluate --soft-prompt RUN` scores its prompt the same way
-# unless a flag or --config says otherwise (device and search settings are not scoring)
-SCORING_SETTINGS = ("model", "instrument", "scorer", "country", "targets", "position", "system_prompt",
-                    "respondents", "counterbalance", "constants", "seed", "dtype")
 
 
 def _soft_prompt_file(path: str | Path) -> Path:
@@ -53,6 +47,17 @@ def saved_scoring(path: str | Path) -> tuple[dict[str, Any], Path | None]:
     return {k: saved[k] for k in SCORING_SETTINGS if k in saved}, config_file
 
 
+def metadata_scoring(meta: dict[str, Any], meta_file: Path) -> dict[str, Any]:
+    """The scoring settings best/metadata.json records, for a prompt moved out of its run directory:
+    its "scoring" table, or (written before that existed) the model, target and position it names."""
+    scoring = meta.get("scoring", {})
+    if not isinstance(scoring, dict):
+        raise CheckpointError(f"{meta_file} has a \"scoring\" entry that is not a table of settings; "
+                              "restore the metadata.json the run wrote, or give the settings as flags")
+    legacy = {"model": meta.get("model"), "country": meta.get("target"), "position": meta.get("position")}
+    return {**{k: v for k, v in legacy.items() if v}, **{k: scoring[k] for k in SCORING_SETTINGS if k in scoring}}
+
+
 def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str | None,
                       soft_prompt: str | None, wording: str = "main") -> dict[str, Any]:
     """Score one of the bare model, its ICL persona prompt or a saved soft prompt; ``wording``
@@ -62,8 +67,9 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     prompt_file = _soft_prompt_file(soft_prompt) if soft_prompt else None   # looked up once
     soft, meta = load_soft_prompt(prompt_file) if prompt_file else (None, {})
     saved, saved_from = saved_scoring(prompt_file) if prompt_file else ({}, None)
-    if meta.get("position"):   # a prompt without its run's config still knows where it goes
-        saved.setdefault("position", meta["position"])
+    if prompt_file and saved_from is None and meta:   # a prompt without its run's config still knows its scoring
+        saved_from = prompt_file.parent / "metadata.json"
+        saved = metadata_scoring(meta, saved_from)
     config = build_config(config_file, defaults=saved, **flags)   # the run's settings, under --config and flags
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     target = host.target(config.country, config.targets)

@@ -216,6 +216,9 @@ def export_peft(run_dir: str | Path, base_model_name_or_path: str | None = None,
     ``base_model_name_or_path`` defaults to the run's model (``smollm2`` -> its Hugging Face id).
     Returns the adapter directory.
     """
+    if base_model_name_or_path is not None and not base_model_name_or_path.strip():
+        raise UsageError("--base-model is empty; give the base model's Hugging Face id or path, or leave it out "
+                         "for the run's own model")
     run_dir = _run_dir(run_dir)
     soft, meta = _load_best(run_dir)
     if base_model_name_or_path is None:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import pluggy
 
 from . import hookspecs, validation
-from .errors import PluginError, PromptoptError, UsageError
+from .errors import PluginError, PromptoptError, UsageError, exception_line, one_line
 from .registry import Entry, Registry
 
 log = logging.getLogger("promptopt")
@@ -107,11 +107,6 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-def _one_line(text: str) -> str:
-    """pluggy's validation messages span lines; a failure is reported on one."""
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _dist(ep: EntryPoint) -> tuple[str, str]:
     return (ep.dist.name, ep.dist.version) if ep.dist else ("unknown", "")
 
@@ -163,7 +158,7 @@ class PluginHost:
         except Exception as exc:  # noqa: BLE001 - isolate any plugin failure, in-process ones too
             if registered:
                 self.pm.unregister(plugin)
-            reason = str(exc) if isinstance(exc, PluginError) else _one_line(f"{type(exc).__name__}: {exc}")
+            reason = str(exc) if isinstance(exc, PluginError) else exception_line(exc, "; ")
             if dist == BUILTIN_DISTRIBUTION:
                 raise PluginError(f'built-in plugin "{name}" failed: {reason}') from exc
             self._fail(name, dist, reason)
@@ -228,7 +223,7 @@ class PluginHost:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - isolate a tracker's failure from the run
-                error = HookError(plugin, hook, _one_line(f"{type(exc).__name__}: {exc}"))
+                error = HookError(plugin, hook, exception_line(exc, "; "))
                 first = not any(e.plugin == plugin and e.hook == hook for e in self.hook_errors)
                 self.hook_errors.append(error)
                 if self.strict:
@@ -262,7 +257,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
-                self._fail(ep.name, dist, _one_line(f"{type(exc).__name__}: {exc}"), stage="importing")
+                self._fail(ep.name, dist, exception_line(exc, "; "), stage="importing")
                 continue
             self._add(plugin, ep.name, dist, version)
 
@@ -337,7 +332,8 @@ class PluginHost:
             if isinstance(exc, PromptoptError):  # keeps its class, so its exit code
                 exc.args = (f"{what}: {exc}",)
                 raise
-            raise PluginError(f"{what} failed: {_one_line(f'{type(exc).__name__}: {_reason(exc)}')}") from exc
+            reason = one_line(f"{type(exc).__name__}: {_reason(exc)}", "; ")
+            raise PluginError(f"{what} failed: {reason}") from exc
 
     def _checked_once(self, kind: str, name: str, obj: Any, check: Callable[[str, Any], None]) -> Any:
         if (kind, name) not in self._checked:
@@ -363,6 +359,9 @@ class PluginHost:
 
     def create_instrument(self, name: str):
         """A registered instrument, or an instrument TOML file given by path."""
+        if Path(name).is_dir():
+            raise UsageError(f"instrument {name} is a directory; give a TOML survey file or a registered "
+                             f"instrument ({', '.join(self.registries['instruments'].names())})")
         if name.endswith(".toml") or Path(name).is_file():
             from promptopt.objectives import load_instrument
 

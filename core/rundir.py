@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, RunInUseError
+from .errors import CheckpointError, RunInUseError, one_line
 
 
 def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callable[[], None] | None = None) -> None:
@@ -99,6 +100,21 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, write)
 
 
+def json_text(data: Any) -> str:
+    """`--json` output that any JSON parser reads: a non-finite number (a loss that diverged, a
+    constant that overflowed) is null, not the Infinity or NaN that Python's json writes."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(data), indent=2, allow_nan=False, default=str)
+
+
 def write_history(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
 
@@ -111,17 +127,12 @@ def write_soft_prompt(directory: Path, embeddings: torch.Tensor, metadata: dict[
     write_json(directory / "metadata.json", metadata)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (pandas and json messages may span several)."""
-    return " ".join(str(exc).split())
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """The JSON object in path; a file that is unreadable, not JSON or not an object is a one-line error."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({_one_line(exc)}); expected the JSON object "
+        raise CheckpointError(f"{path} is not valid JSON ({one_line(exc)}); expected the JSON object "
                               "promptopt writes there (restore it or re-run)") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object; expected the JSON object "
@@ -137,7 +148,7 @@ def read_history(path: Path, columns: tuple[str, ...] = ("generation", "best_los
     except pd.errors.EmptyDataError:
         raise CheckpointError(f"{path} is empty; {right}") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise CheckpointError(f"{path} is not a readable CSV ({_one_line(exc)}); {right}") from None
+        raise CheckpointError(f"{path} is not a readable CSV ({one_line(exc)}); {right}") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise CheckpointError(f"{path} has no {', '.join(missing)} column(s); {right}")
@@ -157,7 +168,7 @@ def read_soft_prompt(path: Path) -> torch.Tensor:
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any corruption is the same user-facing problem
-        raise CheckpointError(f"{path} is not a readable soft prompt ({_one_line(exc)}); {right}") from None
+        raise CheckpointError(f"{path} is not a readable soft prompt ({one_line(exc)}); {right}") from None
     if "soft_prompt" not in tensors:
         held = ", ".join(map(repr, tensors)) or "none"
         raise CheckpointError(f"{path} has no tensor 'soft_prompt' (it holds {held}); {right}")

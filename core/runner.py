@@ -7,6 +7,7 @@ an uninterrupted run would have produced.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -27,9 +28,9 @@ from promptopt.objectives import l1_description, simulated_respondents
 from . import __version__
 from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
-from .config import BEFORE_OPTION_EXISTED, RunConfig, config_from_mapping
+from .config import BEFORE_OPTION_EXISTED, SCORING_SETTINGS, RunConfig, config_from_mapping
 from .distributed import check_reachable, make_executor
-from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError, Stopped, UsageError
+from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError, Stopped, UsageError, exception_line
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
@@ -38,8 +39,10 @@ from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation
 from .validation import batch_problem, check_hyper
 
 # stopping rules, and where generations are evaluated (which does not change the numbers)
-RESUME_OVERRIDABLE = ("generations", "budget", "time_limit", "target_loss", "patience",
-                      "executor", "ray_address", "actors")
+STOPPING_RULES = ("generations", "budget", "time_limit", "target_loss", "patience")
+RESUME_OVERRIDABLE = (*STOPPING_RULES, "executor", "ray_address", "actors")
+# what a run finished writes; a finished run resumed to go further moves them to finished-at-N/
+FINISH_OUTPUTS = ("summary.json", "best", "history.parquet", "report.png", "report.md")
 
 
 @dataclass
@@ -213,6 +216,8 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     if (run_dir / "config.json").exists():
         raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
     check_cluster(config)
+    check_optimizer(host, config)   # what its constructor refuses (a seed Nevergrad cannot take) before the model loads
+    config = absolute_paths(host, config)
     created = prepare_run_dir(run_dir)
     before = set() if created else {p.name for p in run_dir.iterdir()}
     try:
@@ -238,9 +243,29 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
 def note_stop(run_dir: Path, exc: KeyboardInterrupt) -> None:
     """Tell the user on stderr that the stopped run is kept, and how to continue it."""
     why = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "stopped by Ctrl-C"
-    _warn(f"{why}; the run in {run_dir} keeps every finished generation: "
-          f"continue it with `promptopt run --resume {run_dir}`")
+    _warn(f"{why}; the run in {run_dir} {_kept(run_dir)}: continue it with `promptopt run --resume {run_dir}`")
     exc.resume_noted = True  # the CLI adds no line of its own
+
+
+def absolute_paths(host: PluginHost, config: RunConfig) -> RunConfig:
+    """A local model or instrument path made absolute, so config.json resumes (and `evaluate` re-scores)
+    the run from any working directory; registered names stay as they are."""
+    local_model = Path(config.model).expanduser()
+    changes = {}
+    if config.model not in host.registries["models"] and local_model.exists():
+        changes["model"] = str(local_model.resolve())
+    if Path(config.instrument).is_file():
+        changes["instrument"] = str(Path(config.instrument).resolve())
+    return dataclasses.replace(config, **changes)
+
+
+def _kept(run_dir: Path) -> str:
+    """What a stopped run has to resume from: finished generations, only its baselines, or nothing yet."""
+    if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
+        return "has no checkpoint yet (it stopped before its baselines were scored) and will start again"
+    history = run_dir / "history.csv"
+    done = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+    return f"keeps its {done} finished generation{'s' * (done != 1)}" if done else "keeps its baselines"
 
 
 def check_cluster(config: RunConfig) -> None:
@@ -375,6 +400,17 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
         echo(f"{run_dir} stopped before its first checkpoint; starting it again from its config")
         return _start(config, host, run_dir, progress, echo)
     checkpoint = load_checkpoint(run_dir, warn=warn)
+    history = checkpoint["history"]
+    done = int(history[-1]["evaluations"]) if history else 0
+    finished = (run_dir / "summary.json").exists()
+    if finished and (reason := stop_reason(config, done, history, checkpoint["best_loss"], checkpoint["elapsed"])):
+        why, right = _finished_by(config, reason, done)
+        if any(name in overrides for name in STOPPING_RULES):   # asked to go further, but that is spent
+            raise UsageError(f"the run in {run_dir} has finished: it {why}; to continue it, {right}")
+        # a plain resume of a finished run (one killed while writing its report, say) writes its
+        # results again, the same ones
+        warn(f"the run in {run_dir} has finished: it {why}; writing its results again (to go further, {right})")
+        finished = False
     _status(progress, _opening(config))
     session = open_session(host, config)
     if checkpoint["optimizer"] is None:
@@ -390,7 +426,51 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
                      best_scores=checkpoint["best_scores"],
                      elapsed=checkpoint["elapsed"])
     write_history(run_dir / "history.csv", state.history)  # drop rows written after the checkpoint
-    return _optimise(host, session, state, progress, echo)
+
+    def going_on() -> None:   # once this resume's first generation is done: a failed start changes nothing
+        _record_resume(run_dir, data, config, overrides)
+        if finished:   # the earlier finish's results no longer describe the run
+            kept = _set_aside_finish(run_dir, done)
+            warn(f"{run_dir} had finished at {done} evaluations; its results moved to {kept}/ and it goes on "
+                 f"to {config.total_evaluations} evaluations")
+
+    return _optimise(host, session, state, progress, echo, going_on)
+
+
+def _finished_by(config: RunConfig, reason: str, done: int) -> tuple[str, str]:
+    """What stopped a finished run, and the flag that would let it go further."""
+    if reason == "budget":
+        return (f"spent its budget ({done} of {config.total_evaluations} evaluations)",
+                f"give --budget above {done} (or more --generations)")
+    if reason == "target_loss":
+        return f"reached --target-loss {config.target_loss}", "give a lower --target-loss"
+    if reason == "patience":
+        return f"stopped improving for --patience {config.patience} generations", "give a larger --patience"
+    return f"used its --time-limit of {config.time_limit:g} s", "give a larger --time-limit"
+
+
+def _set_aside_finish(run_dir: Path, done: int) -> Path:
+    """Move a finish's outputs into finished-at-<evaluations>/, so `runs` shows the run as stopped until
+    it finishes again and `report` cannot mix the old summary with the longer history."""
+    kept = run_dir / f"finished-at-{done}"
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir()
+    for name in FINISH_OUTPUTS:
+        if (run_dir / name).exists():
+            (run_dir / name).rename(kept / name)
+    return kept
+
+
+def _record_resume(run_dir: Path, data: dict[str, Any], config: RunConfig, overrides: dict[str, Any]) -> None:
+    """config.json takes a resume's new stopping rules, so `runs` and a later plain --resume see them;
+    each resume is logged with what it changed (executor settings too, which are not kept)."""
+    saved = data["config"]
+    for name in STOPPING_RULES:
+        saved[name] = getattr(config, name)
+    data.update(generations=config.total_generations, evaluations=config.total_evaluations)
+    data.setdefault("resumed", []).append({"started": datetime.now(timezone.utc).isoformat(),
+                                           "overrides": overrides, "command": sys.argv})
+    write_json(run_dir / "config.json", data)
 
 
 def _resumable(optimizer) -> bool:
@@ -408,10 +488,15 @@ def _save(state: RunState) -> None:
 
 
 def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
-    config, history = state.config, state.history
-    if state.optimizer.evaluations >= config.total_evaluations:
+    return stop_reason(state.config, state.optimizer.evaluations, state.history, state.best_loss,
+                       elapsed0 + time.perf_counter() - started)
+
+
+def stop_reason(config: RunConfig, evaluations: int, history: list[dict], best_loss: float, elapsed: float) -> str:
+    """The stopping rule a run at this point meets ("" for none): budget, target_loss, patience, time_limit."""
+    if evaluations >= config.total_evaluations:
         return "budget"
-    if config.target_loss is not None and state.best_loss <= config.target_loss:
+    if config.target_loss is not None and best_loss <= config.target_loss:
         return "target_loss"
     if config.patience is not None and len(history) > config.patience:
         # by fitness, which only falls: best_loss is the L1 of the best-by-fitness candidate and can
@@ -419,17 +504,18 @@ def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
         fitness = [row.get("best_fitness", row["best_loss"]) for row in (history[-1 - config.patience], history[-1])]
         if fitness[1] >= fitness[0]:
             return "patience"
-    if config.time_limit is not None and elapsed0 + time.perf_counter() - started >= config.time_limit:
+    if config.time_limit is not None and elapsed >= config.time_limit:
         return "time_limit"
     return ""
 
 
 def _optimise(host: PluginHost, session: Session, state: RunState, progress: bool,
-              echo: Callable[[str], None]) -> dict[str, Any]:
-    """The run's generations, then its results; lifecycle hooks see the session end either way."""
+              echo: Callable[[str], None], first_done: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """The run's generations, then its results; lifecycle hooks see the session end either way.
+    ``first_done`` runs once the session's first generation is saved."""
     host.pm.hook.promptopt_run_start(state=state)
     try:
-        state.stop_reason = _generations(host, session, state, progress)
+        state.stop_reason = _generations(host, session, state, progress, first_done)
         summary = _finish(session, state)
     except BaseException as exc:  # a tracker closes its run; the checkpoint is what resumes it
         state.stop_reason = _interruption(exc)
@@ -445,15 +531,16 @@ def _interruption(exc: BaseException) -> str:
         return exc.args[0]
     if isinstance(exc, KeyboardInterrupt):
         return "Ctrl-C"
-    return " ".join(f"error: {type(exc).__name__}: {exc}".split())
+    return f"error: {exception_line(exc)}"
 
 
-def _generations(host: PluginHost, session: Session, state: RunState, progress: bool) -> str:
+def _generations(host: PluginHost, session: Session, state: RunState, progress: bool,
+                 first_done: Callable[[], None]) -> str:
     """ask, evaluate, tell, write history and checkpoint, until a stopping rule says why (its name)."""
     objective, optimizer = session.objective, session.optimizer
     # z [P, d] -> SurveyResult: in this process, or on Ray actors (--executor ray), see distributed.py
     executor = make_executor(state.config, session)
-    started, elapsed0 = time.perf_counter(), state.elapsed
+    started, elapsed0, generations_before = time.perf_counter(), state.elapsed, len(state.history)
     bar = tqdm(total=state.config.total_evaluations, initial=optimizer.evaluations, desc="evaluations", unit="eval",
                disable=not progress, file=sys.stderr)
     try:
@@ -479,6 +566,8 @@ def _generations(host: PluginHost, session: Session, state: RunState, progress: 
             state.elapsed = elapsed0 + time.perf_counter() - started
             write_history(state.run_dir / "history.csv", state.history)
             _save(state)
+            if len(state.history) == generations_before + 1:
+                first_done()
             bar.update(result.loss.shape[0])
             bar.set_postfix(best=f"{state.best_loss:.2f}", naive=f"{state.naive['loss']:.2f}")
             host.pm.hook.promptopt_generation_end(state=state, record=record)
@@ -506,7 +595,7 @@ def _optimizer_call(host: PluginHost, state: RunState, method: str, *args: Any) 
     except PromptoptError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the optimizer's own code
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        reason = exception_line(exc)
         raise PluginError(_optimizer_failure(host, state, f"raised in {method}(): {reason}")) from exc
 
 
@@ -544,7 +633,8 @@ def _finish(session: Session, state: RunState) -> dict[str, Any]:
     write_soft_prompt(state.run_dir / "best", best_soft, {
         "model": config.model, "instrument": session.instrument.name, "target": target.code,
         "position": config.position, "tokens": config.tokens, "hidden_size": session.space.hidden_size,
-        "loss": summary["loss"], "search_space": session.space.describe(), "promptopt": __version__})
+        "loss": summary["loss"], "search_space": session.space.describe(), "promptopt": __version__,
+        "scoring": {k: v for k, v in config.to_dict().items() if k in SCORING_SETTINGS}})
     write_json(state.run_dir / "summary.json", summary)
     write_extras(state.run_dir, session.instrument, final.answers)
     return summary

@@ -7,13 +7,12 @@ baselines) and never fails the listing for one damaged run: that run's status sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
-from .rundir import is_locked, read_history, read_json
+from .rundir import is_locked, json_text, read_history, read_json
 
 MAX_DEPTH = 4  # runs/<dir>, study/runs/<cell>, ...: deep enough for the layouts promptopt writes
 
@@ -41,6 +40,9 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     try:
         meta = read_json(run_dir / "config.json")
         config = meta.get("config") or {}
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{run_dir}/config.json holds a \"config\" that is not a table of the run's "
+                                  "options; restore the file `promptopt run` wrote")
         row.update(country=config.get("country"), optimizer=config.get("optimizer"), seed=config.get("seed"),
                    of=meta.get("evaluations"))
         if (run_dir / "summary.json").exists():
@@ -89,4 +91,4 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
 
 
 def runs_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, indent=2)
+    return json_text(rows)

@@ -110,6 +110,12 @@ def load_pretrained(name_or_path: str, device: str | torch.device = "cpu",
 
         info = {"gguf": str(local.resolve()), "safetensors_cache": str(converted(local))}
         local = Path(info["safetensors_cache"])
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise FileNotFoundError(f"model directory {name_or_path} holds no config.json; give a directory saved by "
+                                "save_pretrained (config.json, weights and tokenizer files) or a .gguf file")
+    if local.is_file() and local.suffix.lower() != ".gguf":
+        raise FileNotFoundError(f"model {name_or_path} is a file but not a .gguf; give a .gguf file or a "
+                                "model directory saved by save_pretrained")
     target = str(local) if local.exists() else name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True, **kwargs)

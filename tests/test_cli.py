@@ -198,21 +198,65 @@ def test_evaluate_alternate_wording_scores_the_held_out_paraphrase(tmp_path):
     assert code == 2 and "alternate" in err
 
 
-def test_evaluate_scores_a_run_dirs_prompt_with_that_runs_settings_unless_a_flag_overrides(tmp_path):
+@pytest.mark.parametrize("where", ["run", "moved"])
+def test_evaluate_scores_a_saved_prompt_as_its_run_was_unless_a_flag_overrides(tmp_path, where):
+    """In its run directory the run's config.json says how; copied out of it, best/metadata.json does."""
+    import shutil
+
     run_dir = tmp_path / "r"
     assert invoke(["run", *TINY, "--country", "CN", "--counterbalance", "--position", "answer",
                    "--out", str(run_dir)])[0] == 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    code, out, err = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir)])   # no --model, no --country
+    prompt = run_dir if where == "run" else shutil.copytree(run_dir / "best", tmp_path / "shared" / "best")
+    code, out, err = invoke(["evaluate", "--json", "--soft-prompt", str(prompt)])   # no --model, no --country
     assert code == 0, err
     result = json.loads(out)
     assert result["target"]["code"] == "CN" and result["model"] == "tiny"
-    assert result["settings_from"] == str(run_dir / "config.json")
+    settings = run_dir / "config.json" if where == "run" else prompt / "metadata.json"
+    assert result["settings_from"] == str(settings)
     assert result["loss"] == pytest.approx(summary["loss"], abs=1e-4)        # counterbalanced, at the answer cue
-    code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir / "best"), "--country", "US"])
+    code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(prompt), "--country", "US"])
     assert code == 0 and json.loads(out)["target"]["code"] == "US"
-    code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(run_dir), "--no-counterbalance"])
+    code, out, _ = invoke(["evaluate", "--json", "--soft-prompt", str(prompt), "--no-counterbalance"])
     assert code == 0 and json.loads(out)["loss"] != pytest.approx(summary["loss"], abs=1e-4)
+    if where == "moved":   # metadata written before its scoring table existed: model, target, position
+        meta = json.loads((prompt / "metadata.json").read_text())
+        del meta["scoring"]
+        (prompt / "metadata.json").write_text(json.dumps(meta))
+        code, out, err = invoke(["evaluate", "--json", "--soft-prompt", str(prompt)])
+        assert code == 0 and (json.loads(out)["target"]["code"], json.loads(out)["model"]) == ("CN", "tiny"), err
+
+
+def test_evaluate_takes_no_search_flag(tmp_path):
+    for flag, value in [("--optimizer", "nope"), ("--popsize", "2"), ("--tokens", "3"), ("--min-mass", "0.5")]:
+        code, _, err = invoke(["evaluate", "--model", "tiny", flag, value])
+        assert code == 2 and f"No such option '{flag}'" in err, (flag, err)
+
+
+def test_a_relative_instrument_path_is_stored_absolute_so_resume_works_from_anywhere(tmp_path, monkeypatch):
+    from importlib.resources import files
+
+    (tmp_path / "survey.toml").write_text((files("promptopt.objectives") / "data" / "vsm13.toml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert invoke(["run", *TINY, "--generations", "1", "--instrument", "survey.toml", "--out", "r"])[0] == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
+    assert saved["instrument"] == str(tmp_path / "survey.toml") and saved["model"] == "tiny"
+    monkeypatch.chdir(tmp_path / "r")
+    code, _, err = invoke(["run", "--resume", ".", "--generations", "2", "--quiet"])
+    assert code == 0, err
+
+
+def test_json_output_writes_null_for_a_non_finite_number(tmp_path):
+    from promptopt.rundir import json_text
+
+    text = json_text({"loss": float("inf"), "dims": [float("nan"), 1.5], "nested": {"x": float("-inf")}})
+    assert json.loads(text) == {"loss": None, "dims": [None, 1.5], "nested": {"x": None}}
+    assert "Infinity" not in text and "NaN" not in text
+    config = tmp_path / "huge.toml"
+    config.write_text('model = "tiny"\n[constants]\nPDI = 1e308\nIDV = 1e308\n')
+    code, out, err = invoke(["evaluate", "--config", str(config), "--json"])
+    assert code == 0, err
+    assert "Infinity" not in out and json.loads(out)["loss"] is None
 
 
 def test_a_run_says_on_stderr_what_it_does_before_its_progress_bar_and_quiet_silences_it(tmp_path):

@@ -61,6 +61,48 @@ def test_bad_run_values_are_rejected_before_anything_is_written(tmp_path, args, 
     assert not (tmp_path / "r").exists()
 
 
+def test_what_the_optimizer_refuses_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    import promptopt.runner as runner
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the optimizer's settings were checked")
+
+    monkeypatch.setattr(runner, "open_session", no_model)
+    one_error_line(["run", *TINY, "--optimizer", "ng:TwoPointsDE", "--seed", str(2**32), "--out", str(tmp_path / "r")],
+                   "optimizer ng:TwoPointsDE", "2**32")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag, make, needles", [
+    ("--model", lambda d: d, ["model directory", "holds no config.json", "save_pretrained"]),
+    ("--model", lambda d: (d / "weights.bin").write_text("x") and d / "weights.bin", ["is a file but not a .gguf"]),
+    ("--instrument", lambda d: d, ["is a directory; give a TOML survey file or a registered instrument (vsm13)"]),
+])
+def test_a_directory_or_file_of_the_wrong_kind_is_named_as_such(tmp_path, flag, make, needles):
+    path = make(tmp_path)
+    one_error_line(["run", *TINY, flag, str(path), "--out", str(tmp_path / "r")], str(path), *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_while_the_cli_imports_exits_130_in_one_line():
+    import subprocess
+    import sys
+
+    code = ("import os, signal, time\n"
+            "from promptopt.launcher import exit_on_ctrl_c\n"
+            "with exit_on_ctrl_c():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(30)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          start_new_session=True)   # a session of its own: SIGINT is not ignored
+    assert done.returncode == 130 and done.stderr == "Aborted (SIGINT).\n", done.stderr
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["promptopt"] == "promptopt.launcher:main"   # the console script starts under it
+
+
 def test_an_empty_out_is_an_error_not_the_default_run_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     one_error_line(["run", *TINY, "--out", ""], "--out must be a directory path, not empty")

@@ -122,3 +122,12 @@ def test_peft_loads_the_export_onto_the_tiny_model(run_dir, monkeypatch):
     # and what peft itself saves from that model is byte-for-byte the same tensor under the same key
     model.save_pretrained(str(run_dir / "resaved"))
     assert load_file(str(run_dir / "resaved" / "adapter_model.safetensors"))["prompt_embeddings"].equal(original)
+
+
+@pytest.mark.parametrize("base", ["", "  "])
+def test_an_empty_base_model_is_refused_and_nothing_is_written(run_dir, base):
+    from conftest import invoke
+
+    code, _, err = invoke(["export", str(run_dir), "--base-model", base])
+    assert code == 2 and "--base-model is empty" in err and err.count("\n") == 1, err
+    assert not (run_dir / "best" / "peft").exists()

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+import promptopt
 from conftest import Crash, CrashAt, invoke
 from promptopt.config import build_config
 from promptopt.errors import CheckpointError
@@ -203,6 +204,74 @@ def test_resume_can_extend_but_not_change_the_run(tmp_path):
     assert code == 2 and "cannot change --seed" in err
     code, _, err = invoke(["run", "--resume", str(tmp_path / "nothing"), "--quiet"])
     assert code == 2 and "not a run directory" in err
+
+
+def test_a_finished_run_goes_further_only_with_a_larger_limit_and_sets_its_old_results_aside(tmp_path):
+    from promptopt.runs import describe_run
+
+    run_dir = tmp_path / "run"
+    quiet = dict(progress=False, echo=lambda s: None)
+    run(build_config(None, **{**ARGS, "generations": 2}), PluginHost(load_entrypoints=False), run_dir, **quiet)
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--generations", "2", "--quiet"])
+    assert code == 2 and "has finished: it spent its budget (12 of 12 evaluations)" in err and "--budget above 12" in err
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--quiet"])   # a plain resume writes the same again
+    assert code == 0 and "writing its results again" in err and not (run_dir / "finished-at-12").exists()
+    old_summary = (run_dir / "summary.json").read_text()
+    warned = []
+    with pytest.raises(Crash):   # resumed to go further, then stopped before the new budget
+        resume(run_dir, PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(3),)),
+               overrides={"budget": 30}, warn=warned.append, **quiet)
+    assert "finished-at-12" in warned[0]
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "best").exists()
+    assert (run_dir / "finished-at-12" / "summary.json").read_text() == old_summary
+    assert (run_dir / "finished-at-12" / "best" / "soft_prompt.safetensors").is_file()
+    row = describe_run(run_dir)
+    assert (row["status"], row["evaluations"], row["of"]) == ("stopped", 18, 30)   # the new budget is kept
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["budget"] == 30 and saved["config"]["generations"] is None
+    assert saved["resumed"][-1]["overrides"] == {"budget": 30}
+    summary = resume(run_dir, PluginHost(load_entrypoints=False), **quiet)   # a plain resume keeps going to 30
+    assert summary["evaluations"] == 30 and len(pd.read_csv(run_dir / "history.csv")) == 5
+
+
+def test_a_finished_run_names_the_rule_that_stopped_it(tmp_path):
+    run_dir = tmp_path / "run"
+    run(build_config(None, **{**ARGS, "target_loss": 1e9}), PluginHost(load_entrypoints=False), run_dir,
+        progress=False, echo=lambda s: None)
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--target-loss", "1e8", "--quiet"])
+    assert code == 2 and "reached --target-loss" in err and "give a lower --target-loss" in err
+
+
+class CtrlCAt:
+    """Ctrl-C as the run starts its generations (0) or after generation N."""
+
+    def __init__(self, generation):
+        self.generation = generation
+
+    @promptopt.hookimpl
+    def promptopt_run_start(self, state):
+        if self.generation == 0:
+            raise KeyboardInterrupt
+
+    @promptopt.hookimpl
+    def promptopt_generation_end(self, state, record):
+        if record["generation"] == self.generation:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("when, said", [("baselines", "has no checkpoint yet"), (0, "keeps its baselines"),
+                                        (1, "keeps its 1 finished generation:"), (2, "keeps its 2 finished generations")])
+def test_ctrl_c_says_what_the_stopped_run_keeps(tmp_path, monkeypatch, capsys, when, said):
+    import promptopt.runner as runner
+
+    if when == "baselines":
+        monkeypatch.setattr(runner, "_baselines", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    plugins = () if when == "baselines" else (CtrlCAt(when),)
+    with pytest.raises(KeyboardInterrupt):
+        run(build_config(None, **ARGS), PluginHost(load_entrypoints=False, extra_plugins=plugins), tmp_path / "r",
+            progress=False, echo=lambda s: None)
+    err = capsys.readouterr().err
+    assert said in err and "continue it with `promptopt run --resume" in err, err
 
 
 def test_early_stopping_by_target_loss_and_patience(tmp_path):

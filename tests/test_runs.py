@@ -69,6 +69,15 @@ def test_a_damaged_run_is_one_row_saying_why_and_the_others_are_still_listed(fol
     assert rows["done"]["status"] == "finished" and rows["cut"]["status"] == "stopped"
 
 
+def test_a_config_json_whose_config_is_not_a_table_is_a_damaged_row(folder, tmp_path):
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text('{"config": ["not", "a", "table"]}')
+    rows = rows_of(folder, odd)
+    assert rows["odd"]["status"].startswith("damaged: ") and "not a table of the run's options" in rows["odd"]["status"]
+    assert rows["done"]["status"] == "finished"
+
+
 def test_a_folder_with_no_run_is_one_line_exit_2(tmp_path):
     code, _, err = invoke(["runs", str(tmp_path)])
     assert code == 2 and err.count("\n") == 1 and "no run directory (one holding config.json)" in err, err
