@@ -219,6 +219,14 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def build_config(file: str | Path | None = None, defaults: dict[str, Any] | None = None, **flags: Any) -> RunConfig:
     """``defaults`` (e.g. a saved run's settings), overridden by the file's options, overridden by
     any flag that was given (not None)."""
-    options = {**(defaults or {}), **(load_config_file(file) if file else {})}
-    options.update({k: v for k, v in flags.items() if v is not None})
-    return RunConfig(**config_from_mapping(options, where="options")).validate()
+    from_file = load_config_file(file) if file else {}
+    given = {k: v for k, v in flags.items() if v is not None}
+    options = {**(defaults or {}), **from_file, **given}
+    try:
+        return RunConfig(**config_from_mapping(options, where="options")).validate()
+    except UsageError as exc:   # named as the user wrote it: a flag, or a key of the file
+        flag = re.search(r"--([a-z][a-z-]*)", str(exc))
+        key = flag and flag.group(1).replace("-", "_")
+        if key in from_file and key not in given:
+            raise UsageError(f"{exc} (from {key} = {from_file[key]!r} in {file})") from None
+        raise

@@ -110,15 +110,22 @@ def test_an_empty_out_is_an_error_not_the_default_run_directory(tmp_path, monkey
 
 
 @pytest.mark.parametrize("text, needles", [
-    ('seed = -1\n', ["--seed must be in 0..2**63-1 (got -1)"]),
-    ('dtype = "float64"\n', ["--dtype must be one of auto, float32", "'float64'"]),
-    ('radius = inf\n', ["--radius must be a finite number"]),
-    ('out = ""\n', ["--out must be a directory path"]),
+    ('seed = -1\n', ["--seed must be in 0..2**63-1 (got -1)", "(from seed = -1 in "]),
+    ('dtype = "float64"\n', ["--dtype must be one of auto, float32", "'float64'", "(from dtype = 'float64' in "]),
+    ('radius = inf\n', ["--radius must be a finite number", "(from radius = inf in "]),
+    ('out = ""\n', ["--out must be a directory path", "(from out = '' in "]),
 ])
-def test_validate_rejects_what_a_run_would_fail_on(tmp_path, text, needles):
+def test_validate_rejects_what_a_run_would_fail_on_naming_the_files_key(tmp_path, text, needles):
     path = tmp_path / "run.toml"
     path.write_text('model = "tiny"\n' + text)
-    one_error_line(["validate", str(path)], *needles)
+    assert one_error_line(["validate", str(path)], *needles).endswith(f" in {path})")
+
+
+def test_a_bad_value_given_as_a_flag_is_not_blamed_on_the_config_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "tiny"\nseed = 1\n')
+    line = one_error_line(["run", "--config", str(path), "--seed", "-1", "--out", str(tmp_path / "r")], "--seed must be")
+    assert str(path) not in line
 
 
 def test_the_dtypes_a_config_accepts_are_the_backends():
