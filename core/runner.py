@@ -265,7 +265,11 @@ def _kept(run_dir: Path) -> str:
         return "has no checkpoint yet (it stopped before its baselines were scored) and will start again"
     history = run_dir / "history.csv"
     done = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
-    return f"keeps its {done} finished generation{'s' * (done != 1)}" if done else "keeps its baselines"
+    return f"keeps its {_finished(done)}" if done else "keeps its baselines"
+
+
+def _finished(generations: int) -> str:
+    return f"{generations} finished generation{'s' * (generations != 1)}"
 
 
 def check_cluster(config: RunConfig) -> None:
@@ -601,7 +605,7 @@ def _optimizer_call(host: PluginHost, state: RunState, method: str, *args: Any) 
 
 def _optimizer_failure(host: PluginHost, state: RunState, problem: str) -> str:
     name, run_dir = state.config.optimizer, state.run_dir
-    kept = (f"; the run in {run_dir} keeps its {len(state.history)} finished generations: fix the optimizer, "
+    kept = (f"; the run in {run_dir} keeps its {_finished(len(state.history))}: fix the optimizer, "
             f"then continue it with `promptopt run --resume {run_dir}`" if state.history else "")
     return (f'optimizer "{name}" (plugin "{host.entry("optimizers", name).plugin}") {problem} '
             f"in generation {len(state.history) + 1}{kept}")

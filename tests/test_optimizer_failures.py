@@ -84,7 +84,7 @@ def test_a_broken_batch_stops_the_run_naming_the_optimizer_and_keeping_the_run(t
     assert "\n" not in message
     assert message.startswith('optimizer "faulty" (plugin "FaultyPlugin") ')
     assert says in message
-    assert "in generation 2; the run in" in message and "keeps its 1 finished generations" in message
+    assert "in generation 2; the run in" in message and "keeps its 1 finished generation:" in message
     assert f"promptopt run --resume {tmp_path / 'r'}" in message
     assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 2  # header + generation 1
 
