@@ -181,6 +181,11 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
             return float(value)
         if base is int and isinstance(value, bool):
             continue
+        if base is dict and isinstance(value, dict) and typing.get_args(option)[1:] == (float,):
+            bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                raise UsageError(f"config key {key!r} must be a table of numbers, got {bad[0]} = {value[bad[0]]!r}")
+            return {k: float(v) for k, v in value.items()}
         if isinstance(base, type) and isinstance(value, base):
             return value
     names = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)

@@ -7,6 +7,7 @@ is a bare digit, because the model's next-token distribution over "1".."n" is wh
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,9 @@ class AnswerScale:
         for lab in labels:
             if not isinstance(lab, str) or not lab.strip():
                 raise InstrumentError(f"answer scale labels must be non-empty strings, got {lab!r}")
+        repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if repeated:
+            raise InstrumentError(f"answer scale labels {repeated} appear twice; each option needs its own label")
         object.__setattr__(self, "labels", labels)
 
     @property
@@ -276,8 +280,24 @@ class Instrument:
 
 # -- TOML loading -------------------------------------------------------------------------
 
-_ITEM_KEYS = {"id", "number", "block", "text", "alternate", "scale"}
-_DEMO_KEYS = {"id", "number", "text", "options"}
+# the keys each table may hold: a misspelt optional key (``alternat_intro``) would otherwise be
+# dropped without a word, and the held-out wording would silently reuse the main intro
+_TOP_KEYS = ("instrument", "scales", "blocks", "items", "demographics", "scorer")
+_HEAD_KEYS = ("name", "description", "source", "answer_instruction")
+_SCALE_KEYS = ("labels",)
+_BLOCK_KEYS = ("intro", "alternate_intro")
+_ITEM_KEYS = ("id", "number", "block", "text", "alternate", "scale")
+_DEMO_KEYS = ("id", "number", "text", "options")
+_SCORER_KEYS = ("name", "dimensions", "formulas", "constants", "default_constant", "dimension_names")
+
+
+def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """One line for the first key ``table`` may not hold, naming the closest allowed one."""
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InstrumentError(f"{where}: unknown key '{key}'; {hint}allowed: {', '.join(allowed)}")
 
 
 def _req(table: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -299,9 +319,13 @@ def _parse_labels(value: Any, where: str) -> AnswerScale:
 
 
 def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
+    _check_keys(data, _TOP_KEYS, src)
     head = _req(data, "instrument", src, dict, "add an [instrument] table with name, description and source")
     where_i = f"{src}: [instrument]"
+    _check_keys(head, _HEAD_KEYS, where_i)
     name = _req(head, "name", where_i, str, "give the instrument a name")
+    if not name.strip():
+        raise InstrumentError(f"{where_i}: key 'name' is empty; give the instrument a name")
     description = head.get("description", "")
     source = head.get("source", "")
     instruction = head.get("answer_instruction", DEFAULT_ANSWER_INSTRUCTION)
@@ -317,6 +341,7 @@ def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
         w = f"{src}: [scales.{sname}]"
         if not isinstance(stable, dict) or "labels" not in stable:
             raise InstrumentError(f"{w}: missing key 'labels'; give a list of at least 2 labels")
+        _check_keys(stable, _SCALE_KEYS, w)
         scales[sname] = _parse_labels(stable["labels"], f"{w} key 'labels'")
 
     blocks_cfg = _req(data, "blocks", src, dict, "add [blocks.ID] tables with an 'intro'")
@@ -325,6 +350,7 @@ def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
         w = f"{src}: [blocks.{bid}]"
         if not isinstance(btable, dict):
             raise InstrumentError(f"{w}: must be a table with key 'intro'")
+        _check_keys(btable, _BLOCK_KEYS, w)
         intro = _req(btable, "intro", w, str, "give the block an intro string (may be empty)")
         alt = btable.get("alternate_intro")
         if alt is not None and not isinstance(alt, str):
@@ -338,9 +364,7 @@ def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
             raise InstrumentError(f"{src}: items[{k}] must be a table")
         num = it.get("number")
         w = f"{src}: items[{k}]" + (f" (number {num})" if isinstance(num, int) and not isinstance(num, bool) else "")
-        unknown = set(it) - _ITEM_KEYS
-        if unknown:
-            raise InstrumentError(f"{w}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ITEM_KEYS)}")
+        _check_keys(it, _ITEM_KEYS, w)
         number = _req(it, "number", w, int, "give a positive integer item number")
         block = _req(it, "block", w, str, f"name one of the blocks {sorted(blocks)}")
         if block not in blocks:
@@ -382,9 +406,7 @@ def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
         w = f"{src}: demographics[{k}]"
         if not isinstance(dm, dict):
             raise InstrumentError(f"{w}: must be a table")
-        unknown = set(dm) - _DEMO_KEYS
-        if unknown:
-            raise InstrumentError(f"{w}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_DEMO_KEYS)}")
+        _check_keys(dm, _DEMO_KEYS, w)
         number = _req(dm, "number", w, int, "give a positive integer item number")
         text = _req(dm, "text", w, str, "give the question text")
         opts = dm.get("options", [])
@@ -397,6 +419,8 @@ def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
 
     scorer = None
     if "scorer" in data:
+        if isinstance(data["scorer"], dict):
+            _check_keys(data["scorer"], _SCORER_KEYS, f"{src}: [scorer]")
         numbers = [i.number for i in items]
         if len(set(numbers)) == len(numbers):  # duplicates are reported by Instrument below
             try:
@@ -422,6 +446,9 @@ def _instrument_from_dict(data: Mapping[str, Any], src: str) -> Instrument:
 def load_instrument(path: str | Path) -> Instrument:
     """Read an instrument TOML file (see ``data/vsm13.toml`` for the schema)."""
     p = Path(path)
+    if p.is_dir():
+        raise InstrumentError(f"instrument {p} is a directory; give the instrument's .toml file in it, or one of "
+                              f"{sorted(BUILTIN_INSTRUMENTS)}")
     if not p.is_file():
         raise InstrumentError(f"instrument file not found: {p}; give a TOML path or one of {sorted(BUILTIN_INSTRUMENTS)}")
     try:

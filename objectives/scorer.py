@@ -56,6 +56,9 @@ class LinearScorer:
         for d in dims:
             if d not in terms:
                 raise ScorerError(f"scorer {name!r}: no formula for dimension {d!r}; every dimension in {list(dims)} needs one")
+            if not terms[d]:
+                raise ScorerError(f"scorer {name!r}: the formula for {d} has no terms; give at least one "
+                                  "[weight, item_number] pair")
             pairs = []
             for pair in terms[d]:
                 try:
@@ -85,6 +88,8 @@ class LinearScorer:
         consts = {}
         for d in dims:
             try:
+                if isinstance(constants[d], bool):  # float(True) is 1.0: a typo, not a constant
+                    raise TypeError
                 consts[d] = float(constants[d])
             except (TypeError, ValueError):
                 raise ScorerError(f"scorer {name!r}: constant for {d} is {constants[d]!r}; it must be a number") from None

@@ -64,7 +64,10 @@ class NevergradOptimizer(Optimizer):
         init = (lo + hi) / 2 if x0t is None else x0t.double().cpu().numpy()
         # sigma (hi - lo) / 6, as Nevergrad advises for bounded arrays (its default 1 ignores the scale)
         param = ng.p.Array(init=init).set_mutation(sigma=(hi - lo) / 6).set_bounds(lo, hi)
-        param.random_state = np.random.RandomState(seed)
+        # RandomState takes seeds below 2**32 only; larger ones (promptopt allows up to 2**63 - 1) go
+        # through a SeedSequence, and smaller ones keep the stream recorded runs were made with
+        param.random_state = np.random.RandomState(
+            self.seed if self.seed < 2**32 else np.random.MT19937(np.random.SeedSequence(self.seed)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._opt = ng.optimizers.registry[self.ng_name](param, budget=budget, num_workers=popsize)

@@ -68,8 +68,10 @@ def test_what_the_optimizer_refuses_is_refused_before_the_model_loads(tmp_path, 
         raise AssertionError("the model was loaded before the optimizer's settings were checked")
 
     monkeypatch.setattr(runner, "open_session", no_model)
-    one_error_line(["run", *TINY, "--optimizer", "ng:TwoPointsDE", "--seed", str(2**32), "--out", str(tmp_path / "r")],
-                   "optimizer ng:TwoPointsDE", "2**32")
+    config = tmp_path / "run.toml"
+    config.write_text("[hyper]\nF = 5\n")   # the right type, a value only DE's constructor knows is wrong
+    one_error_line(["run", *TINY, "--config", str(config), "--out", str(tmp_path / "r")],
+                   "optimizer de", "F must be in (0, 2] (got 5)")
     assert not (tmp_path / "r").exists()
 
 

@@ -37,6 +37,8 @@ def test_a_run_table_is_accepted(tmp_path):
     ("max_entropy = 0", "--max-entropy must be in \\(0, 1\\]"),
     ("max_entropy = 1.2", "--max-entropy must be in \\(0, 1\\]"),
     ("shift_weight = -1", "--shift-weight must be >= 0"),
+    ("[constants]\nPDI = true", "config key 'constants' must be a table of numbers, got PDI = True"),
+    ('[constants]\nIDV = "40"', "config key 'constants' must be a table of numbers, got IDV = '40'"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle):

@@ -153,7 +153,18 @@ def test_load_minimal(tmp_path):
         ('block = "A"\ntext = "Do you like tea?"', 'block = "B"\ntext = "Do you like tea?"', r"key 'block' = 'B'"),
         ("X = [[10, 1], [-10, 2]]", "X = [[10, 1], [-10, 7]]", r"\[scorer\].*item 7"),
         ("X = [[10, 1], [-10, 2]]", "X = [[10, 1], [-10]]", r"scorer.formulas.X"),
-        ('alternate = "Is tea something you enjoy?"', 'colour = "red"', r"unknown key\(s\) \['colour'\]"),
+        ('alternate = "Is tea something you enjoy?"', 'colour = "red"', r"items\[0\].*unknown key 'colour'"),
+        # a misspelt optional key at any level is an error, not a silent default
+        ('intro = "About you."', 'intro = "About you."\nalternat_intro = "You."',
+         r"\[blocks.A\]: unknown key 'alternat_intro'; did you mean 'alternate_intro'\?"),
+        ('source = "test"', 'source = "test"\nanswer_instructions = "x"',
+         r"\[instrument\]: unknown key 'answer_instructions'; did you mean 'answer_instruction'\?"),
+        ('labels = ["yes", "no"]', 'labels = ["yes", "no"]\nlabel = ["y"]', r"\[scales.yn\]: unknown key 'label'"),
+        ("[scorer]\n", "[scorer]\nconstant = 40\n", r"\[scorer\]: unknown key 'constant'; did you mean 'constants'\?"),
+        ("[instrument]", "[targets]\nUS = 1\n\n[instrument]", r"unknown key 'targets'; allowed: instrument, "),
+        ('name = "mini"', 'name = " "', r"\[instrument\]: key 'name' is empty"),
+        ('labels = ["yes", "no"]', 'labels = ["yes", "yes"]', r"labels \['yes'\] appear twice"),
+        ("X = [[10, 1], [-10, 2]]", "X = []", r"formula for X has no terms"),
     ],
 )
 def test_load_errors_name_file_and_key(tmp_path, old, new, match):
@@ -168,6 +179,8 @@ def test_load_errors_name_file_and_key(tmp_path, old, new, match):
 def test_load_file_errors(tmp_path):
     with pytest.raises(InstrumentError, match="not found"):
         load_instrument(tmp_path / "missing.toml")
+    with pytest.raises(InstrumentError, match="is a directory; give the instrument's .toml file in it"):
+        get_instrument(tmp_path)
     with pytest.raises(InstrumentError, match="invalid TOML"):
         load_instrument(write(tmp_path, "[instrument\nname="))
     with pytest.raises(InstrumentError, match="unknown instrument"):

@@ -103,3 +103,14 @@ def test_ngopt_checkpoint_refused_with_clear_error():
 def test_init_radius_outside_zero_to_one_rejected(radius):
     with pytest.raises(ValueError, match=r"init_radius must be in \(0, 1\]"):
         DifferentialEvolution(3, bounds=(-1.0, 1.0), popsize=5, init_radius=radius)
+
+
+@pytest.mark.parametrize("name", [*sorted(OPTIMIZERS), "ng:TwoPointsDE"])
+def test_every_seed_the_cli_accepts_is_reproducible(name):
+    """--seed allows 0..2**63-1; numpy's RandomState (Nevergrad) takes only < 2**32 itself."""
+    def first_batch(seed):
+        return get_optimizer(name)(3, bounds=(-1.0, 1.0), popsize=6, seed=seed).ask()
+
+    top = 2**63 - 1
+    assert torch.equal(first_batch(top), first_batch(top))
+    assert not torch.equal(first_batch(top), first_batch(top - 1))

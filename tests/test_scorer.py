@@ -78,6 +78,8 @@ def test_constants_override():
     assert s2.describe()["constants"]["IDV"] == 10.0
     with pytest.raises(ScorerError, match="XYZ"):
         base.with_constants(XYZ=1)
+    with pytest.raises(ScorerError, match="constant for PDI is True; it must be a number"):
+        base.with_constants(PDI=True)
 
 
 def test_fit_constants_anchors_reference():
