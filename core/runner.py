@@ -211,6 +211,7 @@ def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
 def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,
         progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Start a new run; returns summary.json's contents."""
+    config = config.validate()   # a RunConfig built in Python is checked as the CLI's is
     host = host or PluginHost()
     run_dir = Path(run_dir or config.out or default_run_dir(config))
     if (run_dir / "config.json").exists():

@@ -116,6 +116,9 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
     if any(not 0 <= i < vocab for i in given):
         raise ValueError(f"init token ids must be in [0, {vocab}) (got {given})")
     init = given + random_ids[:n_tokens - len(given)]
+    if len(init) < n_tokens:
+        raise ValueError(f"--tokens {n_tokens} is more than the {candidates.numel()} usable (non-special) tokens "
+                         "of this model's vocabulary; give fewer soft tokens")
     x0 = emb[init].clone()
     device = embedding_matrix.device
     if subspace == 0:
@@ -124,8 +127,10 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
         if radius != 1.0:
             mid, half = (hi + lo) / 2, radius * (hi - lo) / 2
             lo, hi = mid - half, mid + half
-        return SoftPromptSpace("direct", n_tokens, hidden, x0.to(device), lo.repeat(n_tokens).to(device),
-                               hi.repeat(n_tokens).to(device), None, init, radius)
+        x_flat = x0.flatten()   # a narrow box still holds the start, or no optimizer could begin there
+        lo, hi = lo.repeat(n_tokens).minimum(x_flat), hi.repeat(n_tokens).maximum(x_flat)
+        return SoftPromptSpace("direct", n_tokens, hidden, x0.to(device), lo.to(device),
+                               hi.to(device), None, init, radius)
     check_projection_fits(subspace, n_tokens, hidden)
     # z uniform in [-1, 1]^d has per-entry variance 1/3, so rows of per-coordinate variance
     # 3 var / d make A z about as large, per coordinate, as real embeddings vary around their mean

@@ -51,7 +51,7 @@ def main() -> None:
     z_best, f_best = optimizer.best
     best = objective(space.decode(z_best[None]))   # re-scored alone, with the diagnostics
     scores = best.scores[0]
-    print(f"best L1 loss {f_best:.2f} after {optimizer.evaluations} evaluations "
+    print(f"best L1 loss {float(best.loss[0]):.2f} (fitness {f_best:.2f}) after {optimizer.evaluations} evaluations "
           f"in {time.perf_counter() - started:.1f} s; option mass {float(best.answers.mass.mean()):.1%}, "
           f"answer entropy {float(best.entropy[0]):.2f} (bare model {float(naive.entropy[0]):.2f})")
     for dim, value in zip(objective.dimensions, scores.tolist()):

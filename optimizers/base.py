@@ -237,6 +237,9 @@ class Optimizer:
             raise ValueError(f"state dict was written by optimizer {state.get('optimizer')!r}, not {self.name!r}")
         if state.get("dim") != self.dim:
             raise ValueError(f"state dict has dim {state.get('dim')}, this optimizer has dim {self.dim}")
+        if "popsize" in state and state["popsize"] != self.popsize:
+            raise ValueError(f"state dict has popsize {state['popsize']}, this optimizer has popsize {self.popsize}; "
+                             "build it with the popsize the state was saved with")
         dev = lambda t: None if t is None else t.to(self.device)  # noqa: E731
         self._generation = int(state["generation"])
         self._evaluations = int(state["evaluations"])

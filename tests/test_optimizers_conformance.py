@@ -114,3 +114,11 @@ def test_every_seed_the_cli_accepts_is_reproducible(name):
     top = 2**63 - 1
     assert torch.equal(first_batch(top), first_batch(top))
     assert not torch.equal(first_batch(top), first_batch(top - 1))
+
+
+def test_a_state_of_another_population_size_is_refused():
+    saved = DifferentialEvolution(4, bounds=(-1.0, 1.0), popsize=6, seed=0)
+    saved.ask()
+    saved.tell(torch.rand(6))
+    with pytest.raises(ValueError, match="state dict has popsize 6, this optimizer has popsize 8"):
+        DifferentialEvolution(4, bounds=(-1.0, 1.0), popsize=8, seed=0).load_state_dict(saved.state_dict())

@@ -147,3 +147,13 @@ def test_the_shift_penalty_measures_from_the_bare_model_whether_or_not_the_naive
     naive_first(None)
     assert torch.allclose(prompt_first(soft).fitness, naive_first(soft).fitness)
     assert torch.allclose(prompt_first._bare_means, naive_first._bare_means)
+
+
+def test_a_run_config_built_in_python_is_checked_before_any_model_loads(tmp_path):
+    from promptopt.config import RunConfig
+    from promptopt.errors import UsageError
+    import pytest
+
+    with pytest.raises(UsageError, match="--generations must be >= 1"):
+        run(RunConfig(model="tiny", generations=0, popsize=6), run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -42,6 +42,19 @@ def test_x0_is_made_of_real_non_special_token_embeddings_chosen_by_seed(table):
     assert torch.equal(a.x0, table[a.init_tokens]) and torch.equal(a.projection, b.projection)
 
 
+@pytest.mark.parametrize("radius", [0.5, 0.05])
+def test_a_narrow_direct_box_still_holds_its_starting_prompt(table, radius):
+    space = make_space(table, 3, 0, seed=0, radius=radius)
+    assert ((space.z0 >= space.lower) & (space.z0 <= space.upper)).all()
+    wide = make_space(table, 3, 0, seed=0)
+    assert (space.upper - space.lower).sum() < (wide.upper - wide.lower).sum()   # and is still narrower
+
+
+def test_more_soft_tokens_than_usable_tokens_are_refused(table):
+    with pytest.raises(ValueError, match="--tokens 99 is more than the 97 usable"):
+        make_space(table, 99, 5, seed=0, special_ids={0, 1, 2})
+
+
 @pytest.mark.parametrize("tokens, subspace", [(0, 5), (2, -1)])
 def test_bad_sizes_are_rejected(table, tokens, subspace):
     with pytest.raises(ValueError):
