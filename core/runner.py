@@ -159,20 +159,6 @@ def init_ids(backend, config: RunConfig, target, objective) -> list[int] | None:
     return None
 
 
-def check_tokens(backend, config: RunConfig, init_tokens: list[int] | None) -> None:
-    """make_space fills x0 with distinct non-special tokens after any given ones; past that x0 comes
-    out shorter than K and the first decode fails on mismatched tensor sizes, so say so first."""
-    special = set(backend.tokenizer.all_special_ids)
-    vocab = backend.embedding_matrix.shape[0]
-    pool = vocab - len({i for i in special if 0 <= i < vocab})
-    given = len([i for i in init_tokens or [] if i not in special])
-    if config.tokens > given + pool:
-        start = f"its {given} --init-text tokens, then " if given else "K "
-        raise UsageError(f"--tokens {config.tokens} is more than model {config.model} can supply: the soft prompt "
-                         f"starts as {start}distinct vocabulary tokens, and it has only {pool} that are not special; "
-                         f"use --tokens {given + pool} or fewer")
-
-
 def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | None = None) -> Session:
     """``init_tokens``: x0's token ids when already known (a Ray actor gets the driver's, so it
     does not redo --init screen's scoring); else from the config (init_ids)."""
@@ -180,7 +166,6 @@ def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | N
     instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
     if init_tokens is None:
         init_tokens = init_ids(backend, config, target, objective)
-    check_tokens(backend, config, init_tokens)
     try:
         space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
                            set(backend.tokenizer.all_special_ids), config.radius, init_tokens, config.basis)

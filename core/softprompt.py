@@ -116,9 +116,11 @@ def make_space(embedding_matrix: torch.Tensor, n_tokens: int, subspace: int, see
     if any(not 0 <= i < vocab for i in given):
         raise ValueError(f"init token ids must be in [0, {vocab}) (got {given})")
     init = given + random_ids[:n_tokens - len(given)]
-    if len(init) < n_tokens:
-        raise ValueError(f"--tokens {n_tokens} is more than the {candidates.numel()} usable (non-special) tokens "
-                         "of this model's vocabulary; give fewer soft tokens")
+    if len(init) < n_tokens:   # x0 would come out shorter than K, and the first decode fail on its size
+        start = f"its {len(given)} --init-text tokens, then " if given else "K "
+        raise ValueError(f"--tokens {n_tokens} is more than this model can supply: the soft prompt starts as "
+                         f"{start}distinct vocabulary tokens, and it has only {candidates.numel()} that are not "
+                         f"special; use --tokens {len(given) + candidates.numel()} or fewer")
     x0 = emb[init].clone()
     device = embedding_matrix.device
     if subspace == 0:

@@ -51,7 +51,7 @@ def test_a_narrow_direct_box_still_holds_its_starting_prompt(table, radius):
 
 
 def test_more_soft_tokens_than_usable_tokens_are_refused(table):
-    with pytest.raises(ValueError, match="--tokens 99 is more than the 97 usable"):
+    with pytest.raises(ValueError, match="--tokens 99 is more than this model can supply.*only 97 that are not special; use --tokens 97 or fewer"):
         make_space(table, 99, 5, seed=0, special_ids={0, 1, 2})
 
 
