@@ -357,8 +357,9 @@ class PluginHost:
         self.entry("models", name)  # raises the unknown-name error listing the models
         raise AssertionError("unreachable")
 
-    def create_instrument(self, name: str):
+    def create_instrument(self, name: str | Path):
         """A registered instrument, or an instrument TOML file given by path."""
+        name = str(name)
         if Path(name).is_dir():
             raise UsageError(f"instrument {name} is a directory; give a TOML survey file or a registered "
                              f"instrument ({', '.join(self.registries['instruments'].names())})")
@@ -379,9 +380,16 @@ class PluginHost:
         return self._checked_once("instruments", name, instrument, validation.check_instrument)
 
     def create_scorer(self, instrument, name: str | None = None, constants: dict | None = None):
-        """The named scorer, else the instrument's own ([scorer] table) or the one named like it."""
+        """The named scorer, else the instrument's own ([scorer] table) or the one named like it.
+
+        The instrument's own scorer also answers to its own name, the one config.json and
+        `validate` show, unless a registered scorer takes that name.
+        """
+        own = getattr(instrument, "scorer", None)
+        if name is not None and own is not None and name == getattr(own, "name", None) \
+                and name not in self.registries["scorers"]:
+            name = None
         if name is None:
-            own = getattr(instrument, "scorer", None)
             if own is not None:
                 return own.with_constants(**constants) if constants else own
             name = instrument.name

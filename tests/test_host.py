@@ -6,11 +6,13 @@ import importlib
 import sys
 import textwrap
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 
 import promptopt
+import promptopt.objectives
 from promptopt.errors import PluginError, UsageError
 from promptopt.host import PluginHost
 from promptopt.optimizers import RandomSearch
@@ -229,6 +231,20 @@ def test_instrument_without_scorer_names_the_fix():
                       extra_plugins=(_plugin("promptopt_register_instruments", ("bare", lambda: bare)),))
     with pytest.raises(UsageError, match="no \\[scorer\\] section and no scorer named 'bare'.*--scorer"):
         host.create_scorer(host.create_instrument("bare"))
+
+
+def test_the_instruments_own_scorer_answers_to_the_name_validate_shows(tmp_path):
+    host = PluginHost(load_entrypoints=False)
+    instrument = host.create_instrument("vsm13")
+    assert instrument.scorer.name == "vsm13"  # the name config.json records is one --scorer accepts
+    assert host.create_scorer(instrument, "vsm13").dimensions == instrument.scorer.dimensions
+    toml = tmp_path / "mine.toml"
+    toml.write_text((Path(promptopt.objectives.__file__).parent / "data" / "vsm13.toml").read_text()
+                    .replace('[scorer]\nname = "vsm13"', '[scorer]\nname = "mine-formulas"'))
+    mine = host.create_instrument(toml)  # a Path works as well as a str
+    assert host.create_scorer(mine, "mine-formulas") is mine.scorer
+    with pytest.raises(UsageError, match="unknown scorer|no scorer"):
+        host.create_scorer(mine, "other-formulas")
 
 
 # -- pluggy pitfalls, lifecycle isolation, entry-point duplicates ------------------------------
