@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import tomllib
@@ -199,7 +200,9 @@ def config_from_mapping(data: dict[str, Any], where: str = "config") -> dict[str
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in fields:
-            raise UsageError(f"unknown key {key!r} in {where}; allowed keys: {', '.join(sorted(fields))}")
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(f"unknown key {key!r} in {where}; {hint}allowed keys: {', '.join(sorted(fields))}")
         out[name] = _check_type(name, value, None)
     return out
 

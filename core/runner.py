@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -77,9 +78,12 @@ class Session:
     optimizer: Any
 
 
-def default_run_dir(config: RunConfig) -> Path:
+def default_run_dir(config: RunConfig, target_code: str) -> Path:
+    """runs/<time>-<optimizer>-<target code>: the resolved code, so `--country "Saudi Arabia"`, `sa` and
+    `SA` name their runs alike; characters a file name should not hold become '-'."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{config.optimizer.replace(':', '-')}-{config.country.replace(' ', '_')}"
+    name = re.sub(r"[^A-Za-z0-9_.]+", "-", f"{config.optimizer}-{target_code}").strip("-.")
+    return Path("runs") / f"{stamp}-{name}"
 
 
 def versions() -> dict[str, str]:
@@ -198,7 +202,7 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     """Start a new run; returns summary.json's contents."""
     config = config.validate()   # a RunConfig built in Python is checked as the CLI's is
     host = host or PluginHost()
-    run_dir = Path(run_dir or config.out or default_run_dir(config))
+    run_dir = Path(run_dir or config.out or default_run_dir(config, host.target(config.country, config.targets).code))
     if (run_dir / "config.json").exists():
         raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
     check_cluster(config)
@@ -401,6 +405,11 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
         # results again, the same ones
         warn(f"the run in {run_dir} has finished: it {why}; writing its results again (to go further, {right})")
         finished = False
+    limit = next((name for name in ("budget", "generations") if name in overrides), None)
+    if limit and not finished and done > config.total_evaluations:   # it would end at once, past its new limit
+        raise UsageError(f"the run in {run_dir} has already done {done} evaluations, more than "
+                         f"{_flag(limit)} {overrides[limit]} allows ({config.total_evaluations}); to finish it now "
+                         f"give --budget {done}, to go further a larger {_flag(limit)}")
     _status(progress, _opening(config))
     session = open_session(host, config)
     if checkpoint["optimizer"] is None:
@@ -432,6 +441,9 @@ def _finished_by(config: RunConfig, reason: str, done: int) -> tuple[str, str]:
     if reason == "budget":
         return (f"spent its budget ({done} of {config.total_evaluations} evaluations)",
                 f"give --budget above {done} (or more --generations)")
+    if reason == "generations":
+        return (f"ran its --generations {config.generations} ({done} evaluations)",
+                f"give --generations above {config.generations} (or --budget above {done})")
     if reason == "target_loss":
         return f"reached --target-loss {config.target_loss}", "give a lower --target-loss"
     if reason == "patience":
@@ -483,9 +495,10 @@ def _should_stop(state: RunState, started: float, elapsed0: float) -> str:
 
 
 def stop_reason(config: RunConfig, evaluations: int, history: list[dict], best_loss: float, elapsed: float) -> str:
-    """The stopping rule a run at this point meets ("" for none): budget, target_loss, patience, time_limit."""
+    """The stopping rule a run at this point meets ("" for none): generations or budget (whichever set
+    the evaluation count), target_loss, patience, time_limit."""
     if evaluations >= config.total_evaluations:
-        return "budget"
+        return "budget" if config.generations is None else "generations"
     if config.target_loss is not None and best_loss <= config.target_loss:
         return "target_loss"
     if config.patience is not None and len(history) > config.patience:

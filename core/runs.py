@@ -43,7 +43,8 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         if not isinstance(config, dict):
             raise CheckpointError(f"{run_dir}/config.json holds a \"config\" that is not a table of the run's "
                                   "options; restore the file `promptopt run` wrote")
-        row.update(country=config.get("country"), optimizer=config.get("optimizer"), seed=config.get("seed"),
+        target = meta.get("target") if isinstance(meta.get("target"), dict) else {}
+        row.update(country=target.get("code") or config.get("country"), optimizer=config.get("optimizer"), seed=config.get("seed"),
                    of=meta.get("evaluations"))
         if (run_dir / "summary.json").exists():
             summary = read_json(run_dir / "summary.json")

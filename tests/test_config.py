@@ -26,7 +26,7 @@ def test_a_run_table_is_accepted(tmp_path):
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("popsiz = 8", "unknown key 'popsiz'"),
+    ("popsiz = 8", "unknown key 'popsiz' in .*; did you mean 'popsize'\\? allowed keys: "),
     ('popsize = "8"', "config key 'popsize' must be int, got str"),
     ("seed = true", "config key 'seed' must be int"),
     ("country = 3", "config key 'country' must be str"),

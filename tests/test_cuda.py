@@ -111,6 +111,6 @@ def test_a_whole_run_on_cuda_completes_and_is_no_worse_than_naive(tmp_path):
                            "--quiet", "--out", str(out)])
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["evaluations"] == 18 and summary["stop_reason"] == "budget"
+    assert summary["evaluations"] == 18 and summary["stop_reason"] == "generations"
     assert (out / "checkpoint.safetensors").exists() and (out / "report.md").exists()
     assert summary["loss"] < summary["naive_loss"]

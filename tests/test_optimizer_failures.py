@@ -155,7 +155,7 @@ def test_trackers_hear_a_stopped_session_and_then_the_resumed_one_finishing(tmp_
     second = Tracker()
     resume(tmp_path / "r", PluginHost(load_entrypoints=False, extra_plugins=(second,)), progress=False,
            echo=lambda s: None)
-    assert second.events == [("start", 2), ("generation", 3), ("end", "budget", 3)]
+    assert second.events == [("start", 2), ("generation", 3), ("end", "generations", 3)]
     logged = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
     # the tracker, registered last, is called first and stops generation 2's hooks before the event log's
     assert [e["event"] for e in logged] == ["run_start", "generation_end", "run_stopped",

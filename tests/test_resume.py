@@ -213,7 +213,8 @@ def test_a_finished_run_goes_further_only_with_a_larger_limit_and_sets_its_old_r
     quiet = dict(progress=False, echo=lambda s: None)
     run(build_config(None, **{**ARGS, "generations": 2}), PluginHost(load_entrypoints=False), run_dir, **quiet)
     code, _, err = invoke(["run", "--resume", str(run_dir), "--generations", "2", "--quiet"])
-    assert code == 2 and "has finished: it spent its budget (12 of 12 evaluations)" in err and "--budget above 12" in err
+    assert code == 2 and "has finished: it ran its --generations 2 (12 evaluations)" in err, err
+    assert "give --generations above 2 (or --budget above 12)" in err
     code, _, err = invoke(["run", "--resume", str(run_dir), "--quiet"])   # a plain resume writes the same again
     assert code == 0 and "writing its results again" in err and not (run_dir / "finished-at-12").exists()
     old_summary = (run_dir / "summary.json").read_text()
@@ -232,6 +233,23 @@ def test_a_finished_run_goes_further_only_with_a_larger_limit_and_sets_its_old_r
     assert saved["resumed"][-1]["overrides"] == {"budget": 30}
     summary = resume(run_dir, PluginHost(load_entrypoints=False), **quiet)   # a plain resume keeps going to 30
     assert summary["evaluations"] == 30 and len(pd.read_csv(run_dir / "history.csv")) == 5
+
+
+def test_a_stopped_run_past_a_smaller_new_budget_is_refused_and_one_at_its_count_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Crash):   # stopped after 3 of 5 generations: 18 evaluations done
+        run(build_config(None, **{**ARGS, "generations": 5}),
+            PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(3),)), run_dir, progress=False,
+            echo=lambda s: None)
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--budget", "12", "--quiet"])
+    assert code == 2 and "has already done 18 evaluations, more than --budget 12 allows (12)" in err, err
+    assert "give --budget 18" in err and not (run_dir / "summary.json").exists()
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--budget", "18", "--quiet"])
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["evaluations"], summary["stop_reason"]) == (18, "budget")
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--budget", "18", "--quiet"])
+    assert code == 2 and "has finished: it spent its budget (18 of 18 evaluations)" in err, err
 
 
 def test_a_finished_run_names_the_rule_that_stopped_it(tmp_path):
@@ -281,7 +299,7 @@ def test_early_stopping_by_target_loss_and_patience(tmp_path):
     s = run(build_config(None, **{**ARGS, "generations": 40, "patience": 2, "optimizer": "random"}),
             PluginHost(load_entrypoints=False), tmp_path / "b", **quiet)
     history = pd.read_csv(tmp_path / "b" / "history.csv")
-    assert s["stop_reason"] in ("patience", "budget")
+    assert s["stop_reason"] in ("patience", "generations")
     if s["stop_reason"] == "patience":
         assert history["best_loss"].iloc[-1] == history["best_loss"].iloc[-3]
     s = run(build_config(None, **{**ARGS, "generations": 1000, "time_limit": 1.0}), PluginHost(load_entrypoints=False),

@@ -36,7 +36,7 @@ def test_finished_and_stopped_runs_are_told_apart_with_their_progress_and_loss(f
     rows = rows_of(folder)
     done, cut = rows["done"], rows["cut"]
     summary = json.loads((folder / "done" / "summary.json").read_text())
-    assert done["status"] == "finished" and done["stop_reason"] == "budget" and done["evaluations"] == done["of"] == 8
+    assert done["status"] == "finished" and done["stop_reason"] == "generations" and done["evaluations"] == done["of"] == 8
     assert done["loss"] == summary["loss"] and done["naive_loss"] == summary["naive_loss"]
     assert done["change"] == round(100 * (summary["loss"] / summary["naive_loss"] - 1), 1)
     assert cut["status"] == "stopped" and (cut["evaluations"], cut["of"], cut["seed"]) == (8, 20, 1)
@@ -90,3 +90,13 @@ def test_a_run_that_stopped_early_by_a_rule_says_which(tmp_path):
     assert rows_of(tmp_path)["early"]["stop_reason"] == "target_loss"
     code, out, _ = invoke(["runs", str(tmp_path)])
     assert "finished (target_loss)" in out and "4/200" in out
+
+
+def test_a_default_run_directory_and_its_row_name_the_resolved_target_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke(["run", "--model", "tiny", "--quiet", "--popsize", "4", "--generations", "1",
+                           "--optimizer", "ng:TwoPointsDE", "--country", "saudi arabia"])
+    assert code == 0, err
+    (made,) = (tmp_path / "runs").iterdir()
+    assert made.name.endswith("-ng-TwoPointsDE-SA"), made.name
+    assert rows_of(made)[made.name]["country"] == "SA"
