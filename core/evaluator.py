@@ -17,9 +17,12 @@ row, and attention runs on a few long queries instead of many 1-5 token ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import inspect
+import numbers
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -46,6 +49,23 @@ class _PrefixCache:
     values: list[torch.Tensor]
     lengths: torch.Tensor       # [U] real tokens of each unique head
     last_hidden: torch.Tensor   # [U, H] each head's last hidden state: the bare model's answer when the tail is empty
+
+
+def check_int(name: str, value: Any, minimum: int, meaning: str) -> int:
+    """``value`` as an int >= ``minimum``, or one line saying so: int() would truncate 7.9 and
+    take True for 1, and a bad count fails later, far from where it was given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, {meaning} (got {type(value).__name__} {value!r:.60})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, {meaning} (got {value})")
+    return int(value)
+
+
+def _as_list(name: str, value: Any, what: str) -> list:
+    """A per-item argument as a list; a lone str is refused, not read as a list of characters."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of {what}, one per item (got {type(value).__name__} {value!r:.60})")
+    return list(value)
 
 
 def split_prompt(backend: CausalLMBackend, user_text: str, position: str,
@@ -88,6 +108,15 @@ class SoftPromptEvaluator:
                  reversed_scales: list[bool] | None = None) -> None:
         if position not in POSITIONS:
             raise ValueError(f"soft-prompt position must be one of {', '.join(POSITIONS)} (got {position!r})")
+        prompts = _as_list("prompts", prompts, "str")
+        bad = [p for p in prompts if not isinstance(p, str)]
+        if bad:
+            raise TypeError(f"prompts must be a list of str, one per item "
+                            f"(got {type(bad[0]).__name__} {bad[0]!r:.60} among them)")
+        n_options = [check_int(f"n_options[{i}]", n, 2, "the item's number of answer options")
+                     for i, n in enumerate(_as_list("n_options", n_options, "int"))]
+        if batch_rows is not None:
+            batch_rows = check_int("batch_rows", batch_rows, 1, "the rows per forward; None sizes them by memory")
         if len(prompts) != len(n_options) or not prompts:
             raise ValueError("need one option count per prompt, and at least one prompt")
         self.backend = backend
@@ -185,7 +214,8 @@ class SoftPromptEvaluator:
 
     @torch.inference_mode()
     def evaluate(self, soft: torch.Tensor | None, mass: bool = True) -> AnswerDistribution:
-        """soft: [P, K, H] soft-prompt embeddings (K may be 0), or None for the bare model.
+        """soft: [P, K, H] soft-prompt embeddings (K may be 0), or None for the bare model; an
+        array (numpy) is taken as a tensor on the model's device, as torch.as_tensor would.
 
         ``mass=False`` (the optimisation loop) skips the option mass, a diagnostic: the answers
         need only the option logits, so the output head runs on O rows of its weight instead of
@@ -193,6 +223,8 @@ class SoftPromptEvaluator:
         backend = self.backend
         if soft is None:
             soft = torch.zeros(1, 0, backend.hidden_size, device=backend.device, dtype=backend.dtype)
+        elif not isinstance(soft, torch.Tensor):
+            soft = torch.as_tensor(soft, device=backend.device)
         if soft.dim() != 3 or soft.shape[2] != backend.hidden_size:
             raise ValueError(f"soft prompts must be [P, K, {backend.hidden_size}], got {list(soft.shape)}")
         if soft.shape[0] == 0:

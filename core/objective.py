@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from promptopt.objectives import answer_entropy, entropy_penalty, l1_loss, mass_penalty, shift_penalty
 
-from .evaluator import AnswerDistribution, SoftPromptEvaluator
+from .evaluator import AnswerDistribution, SoftPromptEvaluator, check_int
 
 
 @dataclass
@@ -24,6 +28,17 @@ class SurveyResult:
             self.fitness = self.loss
 
 
+def _check_setting(name: str, value: Any, ok: Callable[[float], bool], allowed: str) -> None:
+    """None (off) passes; otherwise a finite number in the range `promptopt run` allows for it,
+    so the Python API refuses what the CLI refuses, for the same reason."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {allowed} (got {type(value).__name__} {value!r:.60})")
+    if not (math.isfinite(value) and ok(value)):
+        raise ValueError(f"{name} must be {allowed} (got {value})")
+
+
 class SurveyObjective:
     """Everything between a population of soft prompts and its fitness, batched.
 
@@ -34,6 +49,16 @@ class SurveyObjective:
     def __init__(self, evaluator: SoftPromptEvaluator, scorer, target, respondents: int = 1,
                  min_mass: float | None = None, max_entropy: float | None = None,
                  shift_weight: float | None = None) -> None:
+        respondents = check_int("respondents", respondents, 1, "the blocks of one answer per item the prompts hold")
+        _check_setting("min_mass", min_mass, lambda v: 0 <= v < 1,
+                       "a share of probability in [0, 1), e.g. 0.1, or 0 or None for no floor")
+        _check_setting("max_entropy", max_entropy, lambda v: 0 < v <= 1,
+                       "in (0, 1], a share of the largest entropy, e.g. 0.6, or None for no cap")
+        _check_setting("shift_weight", shift_weight, lambda v: v >= 0,
+                       ">= 0 L1 points per answer point, e.g. 5, or 0 or None for none")
+        if not callable(getattr(target, "scores_tensor", None)):
+            raise TypeError(f"target must be a Target, e.g. promptopt.objectives.resolve_target('US') or "
+                            f"PluginHost().target('US') (got {type(target).__name__} {target!r:.60})")
         if evaluator.n_items % respondents:
             raise ValueError(f"{evaluator.n_items} prompts do not split into {respondents} respondents")
         self.evaluator = evaluator

@@ -236,6 +236,9 @@ class Instrument:
         return all(i.alternate is not None for i in self.items)
 
     def item(self, number: int) -> Item:
+        if isinstance(number, bool) or not hasattr(number, "__index__"):  # an int (numpy ints too); "7" != 7
+            raise InstrumentError(f"instrument {self.name!r}: item number must be an int, e.g. 7 "
+                                  f"(got {type(number).__name__} {number!r})")
         for it in self.items:
             if it.number == number:
                 return it

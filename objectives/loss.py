@@ -6,7 +6,7 @@ reference paper's L1 loss), computed batched so a whole population is scored at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -35,6 +35,12 @@ ENTROPY_PENALTY = 300.0
 
 
 def _align(scores: torch.Tensor, target: torch.Tensor | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both as float tensors [..., D] and [D]. A mapping {dimension: score} (Target.scores) is
+    refused: the loss has no dimension order to line it up with the scores' columns."""
+    if isinstance(target, Mapping) or isinstance(scores, Mapping):
+        which = "target" if isinstance(target, Mapping) else "scores"
+        raise ObjectivesError(f"loss {which} must be a tensor or sequence of scores in the scorer's dimension order, "
+                              f"not a dict; pass target.scores_tensor(scorer.dimensions)")
     if not isinstance(scores, torch.Tensor):
         scores = torch.as_tensor(scores, dtype=torch.float32)
     if not scores.is_floating_point():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import torch
@@ -17,6 +18,16 @@ import torch
 from .errors import ScorerError
 
 __all__ = ["LinearScorer", "scorer_from_config", "vsm13_scorer"]
+
+
+def _is_int(n: Any) -> bool:
+    """An item number: int() would truncate 7.9 to 7 and take True for 1."""
+    return isinstance(n, Integral) and not isinstance(n, bool)
+
+
+def _is_number(w: Any) -> bool:
+    """A weight or constant: float() would take True for 1.0 and "35" for 35.0."""
+    return isinstance(w, Real) and not isinstance(w, bool)
 
 
 class LinearScorer:
@@ -42,6 +53,9 @@ class LinearScorer:
             raise ScorerError(f"scorer {name!r}: 'dimensions' is empty; give at least one dimension")
         if len(set(dims)) != len(dims):
             raise ScorerError(f"scorer {name!r}: duplicate dimension names in {list(dims)}; each must be unique")
+        bad = [n for n in item_numbers if not _is_int(n)]
+        if bad:
+            raise ScorerError(f"scorer {name!r}: item number {bad[0]!r} in item_numbers must be an int, e.g. 7")
         numbers = tuple(int(n) for n in item_numbers)
         if len(set(numbers)) != len(numbers):
             raise ScorerError(f"scorer {name!r}: duplicate item numbers in {list(numbers)}; each must be unique")
@@ -63,11 +77,15 @@ class LinearScorer:
             for pair in terms[d]:
                 try:
                     w, n = pair
-                    w, n = float(w), int(n)
                 except (TypeError, ValueError):
                     raise ScorerError(
                         f"scorer {name!r}: formula term {pair!r} of {d} is not a [weight, item_number] pair"
                     ) from None
+                if not _is_number(w):
+                    raise ScorerError(f"scorer {name!r}: weight {w!r} in {d}'s term {pair!r} must be a number, e.g. 35")
+                if not _is_int(n):
+                    raise ScorerError(f"scorer {name!r}: item {n!r} in {d}'s term {pair!r} must be an int item number, e.g. 7")
+                w, n = float(w), int(n)
                 if not math.isfinite(w):
                     raise ScorerError(f"scorer {name!r}: weight {w} in {d} is not finite; use a finite number")
                 if n not in column:
@@ -87,12 +105,9 @@ class LinearScorer:
             raise ScorerError(f"scorer {name!r}: no constant for {missing_c}; give a constant C for every dimension")
         consts = {}
         for d in dims:
-            try:
-                if isinstance(constants[d], bool):  # float(True) is 1.0: a typo, not a constant
-                    raise TypeError
-                consts[d] = float(constants[d])
-            except (TypeError, ValueError):
-                raise ScorerError(f"scorer {name!r}: constant for {d} is {constants[d]!r}; it must be a number") from None
+            if not _is_number(constants[d]):
+                raise ScorerError(f"scorer {name!r}: constant for {d} is {constants[d]!r}; it must be a number")
+            consts[d] = float(constants[d])
             if not math.isfinite(consts[d]):
                 raise ScorerError(f"scorer {name!r}: constant for {d} is not finite; use a finite number")
 

@@ -2,7 +2,7 @@
 
 The host (the soft-prompt search loop) owns evaluation; an optimizer only proposes
 points and learns from their fitness. The public ``ask``/``tell`` live here, once, so
-every optimizer validates input, handles NaN and tracks best-so-far the same way;
+every optimizer validates input, handles NaN and inf and tracks best-so-far the same way;
 subclasses implement the protected hooks ``_ask``/``_tell``/``_state``/``_load_state``.
 
 This module is plain Python + torch on purpose: it must not import promptopt core.
@@ -158,7 +158,8 @@ class Optimizer:
 
         Called once per generation, after the host evaluated every row of the batch.
         ``fitness``: Tensor[n] (any device, any real dtype) or a sequence of floats;
-        NaN counts as +inf (a failed evaluation never wins).
+        NaN, +inf and -inf all count as +inf: a non-finite value is a failed evaluation, which
+        never wins (a kept -inf would be a best that nothing can beat, for the rest of the run).
         """
         if self._pending is None:
             raise RuntimeError("tell() without a pending ask(); call ask() first and tell its fitness once")
@@ -170,7 +171,7 @@ class Optimizer:
         if fitness.shape != (z.shape[0],):
             raise ValueError(f"fitness must have shape [{z.shape[0]}] matching the last ask() (got {list(fitness.shape)})")
         f = fitness.detach().to(device=self.device, dtype=self.fitness_dtype)
-        f = torch.nan_to_num(f, nan=math.inf, posinf=math.inf, neginf=-math.inf)
+        f = torch.nan_to_num(f, nan=math.inf, posinf=math.inf, neginf=math.inf)
 
         self._tell(z, f)
 
@@ -261,8 +262,8 @@ class Optimizer:
         raise NotImplementedError
 
     def _tell(self, z: Tensor, fitness: Tensor) -> None:
-        """Learn from ``fitness`` (``Tensor[n]``, ``fitness_dtype`` on device, NaN already
-        +inf) of the batch ``z`` returned by the last ``_ask``. Called by :meth:`tell`."""
+        """Learn from ``fitness`` (``Tensor[n]``, ``fitness_dtype`` on device, NaN and -inf
+        already +inf) of the batch ``z`` returned by the last ``_ask``. Called by :meth:`tell`."""
         raise NotImplementedError
 
     def _state(self) -> dict[str, Any]:

@@ -101,8 +101,8 @@ class CMAES(Optimizer):
 
     def _tell(self, z: Tensor, fitness: Tensor) -> None:
         f = fitness.detach().cpu().double().numpy()
-        # pycma cannot rank inf; a huge finite value keeps NaN/inf candidates last.
-        f = np.where(np.isfinite(f), f, np.where(f < 0, -1e300, 1e300))
+        # pycma cannot rank inf; tell() made every non-finite value +inf, and a huge finite one keeps them last.
+        f = np.where(np.isfinite(f), f, 1e300)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.es.tell(self._solutions, f.tolist())

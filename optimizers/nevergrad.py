@@ -88,7 +88,7 @@ class NevergradOptimizer(Optimizer):
 
     def _tell(self, z: Tensor, fitness: Tensor) -> None:
         f = fitness.detach().cpu().double().numpy()
-        f = np.where(np.isfinite(f), f, np.where(f < 0, -1e300, 1e300))  # ng rejects inf
+        f = np.where(np.isfinite(f), f, 1e300)  # ng rejects inf
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for c, v in zip(self._cands, f.tolist()):
