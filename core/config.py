@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 import difflib
 import math
 import re
@@ -29,6 +30,13 @@ FINITE = ("radius", "min_mass", "max_entropy", "shift_weight", "target_loss", "t
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"min_mass": None,   # the floor came in off, then became default 0.1
                                          "init": "random",    # x0 was K random tokens before screening
                                          "counterbalance": False}
+# the objective's penalty settings: what each allows, in one place for `promptopt run` (RunConfig.validate)
+# and the Python API (SurveyObjective); off is None, or 0 where the text says so
+PENALTY_SETTINGS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "min_mass": (lambda v: 0 <= v < 1, "a share of probability in [0, 1), e.g. 0.1, or 0 for no floor"),
+    "max_entropy": (lambda v: 0 < v <= 1, "in (0, 1], a share of the largest entropy, e.g. 0.6"),
+    "shift_weight": (lambda v: v >= 0, ">= 0 L1 points per answer point, e.g. 5, or 0 for none"),
+}
 
 
 # what a run is scored with: `evaluate --soft-prompt RUN` scores its prompt the same way unless a flag
@@ -134,14 +142,11 @@ class RunConfig:
              f"malformed --device {self.device!r}; --device must be cpu or cuda[:N] (e.g. cuda:1) or mps")
         need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
         need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
-        need(self.min_mass is None or 0 <= self.min_mass < 1,
-             f"--min-mass must be a share of probability in [0, 1), e.g. 0.1, or 0 for no floor (got {self.min_mass})")
+        for name, (ok, allowed) in PENALTY_SETTINGS.items():
+            value = getattr(self, name)
+            need(value is None or ok(value), f"--{name.replace('_', '-')} must be {allowed} (got {value})")
         if self.min_mass == 0:
             self.min_mass = None   # one spelling of "no floor", as config.json and the study record it
-        need(self.max_entropy is None or 0 < self.max_entropy <= 1,
-             f"--max-entropy must be in (0, 1], a share of the largest entropy, e.g. 0.6 (got {self.max_entropy})")
-        need(self.shift_weight is None or self.shift_weight >= 0,
-             f"--shift-weight must be >= 0 L1 points per answer point, e.g. 5, or 0 for none (got {self.shift_weight})")
         need(self.patience is None or self.patience >= 1, f"--patience must be >= 1 generation (got {self.patience})")
         need(self.time_limit is None or self.time_limit > 0, f"--time-limit must be > 0 seconds (got {self.time_limit})")
         need(self.executor in EXECUTORS, f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})")

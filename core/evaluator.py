@@ -24,6 +24,7 @@ import inspect
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import DynamicCache
 
@@ -133,8 +134,13 @@ class SoftPromptEvaluator:
         # other way round (counterbalancing), so `expected` is always on the instrument's own scale
         values = torch.arange(1, max_opts + 1, device=device, dtype=torch.float32).repeat(len(prompts), 1)
         if reversed_scales is not None:
+            reversed_scales = _as_list("reversed_scales", reversed_scales, "bool")
+            bad = [f for f in reversed_scales if not isinstance(f, (bool, np.bool_))]
+            if bad:
+                raise TypeError(f"reversed_scales must be a list of bool, True where the prompt numbers its "
+                                f"scale the other way round (got {type(bad[0]).__name__} {bad[0]!r:.60} among them)")
             if len(reversed_scales) != len(prompts):
-                raise ValueError("need one reversed_scales flag per prompt")
+                raise ValueError(f"need one reversed_scales flag per prompt ({len(prompts)}; got {len(reversed_scales)})")
             flip = torch.tensor(reversed_scales, device=device)
             top = torch.tensor(n_options, device=device, dtype=torch.float32)[:, None] + 1
             values = torch.where(flip[:, None], top - values, values)

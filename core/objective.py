@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 
 from promptopt.objectives import answer_entropy, entropy_penalty, l1_loss, mass_penalty, shift_penalty
 
+from .config import PENALTY_SETTINGS
 from .evaluator import AnswerDistribution, SoftPromptEvaluator, check_int
 
 
@@ -28,11 +28,13 @@ class SurveyResult:
             self.fitness = self.loss
 
 
-def _check_setting(name: str, value: Any, ok: Callable[[float], bool], allowed: str) -> None:
-    """None (off) passes; otherwise a finite number in the range `promptopt run` allows for it,
-    so the Python API refuses what the CLI refuses, for the same reason."""
+def _check_setting(name: str, value: Any) -> None:
+    """None (off) passes; otherwise a finite number in the range `promptopt run` allows for it
+    (config.PENALTY_SETTINGS), so the Python API refuses what the CLI refuses, for the same reason."""
     if value is None:
         return
+    ok, allowed = PENALTY_SETTINGS[name]
+    allowed += ", or None for off"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {allowed} (got {type(value).__name__} {value!r:.60})")
     if not (math.isfinite(value) and ok(value)):
@@ -50,12 +52,8 @@ class SurveyObjective:
                  min_mass: float | None = None, max_entropy: float | None = None,
                  shift_weight: float | None = None) -> None:
         respondents = check_int("respondents", respondents, 1, "the blocks of one answer per item the prompts hold")
-        _check_setting("min_mass", min_mass, lambda v: 0 <= v < 1,
-                       "a share of probability in [0, 1), e.g. 0.1, or 0 or None for no floor")
-        _check_setting("max_entropy", max_entropy, lambda v: 0 < v <= 1,
-                       "in (0, 1], a share of the largest entropy, e.g. 0.6, or None for no cap")
-        _check_setting("shift_weight", shift_weight, lambda v: v >= 0,
-                       ">= 0 L1 points per answer point, e.g. 5, or 0 or None for none")
+        for name, value in (("min_mass", min_mass), ("max_entropy", max_entropy), ("shift_weight", shift_weight)):
+            _check_setting(name, value)
         if not callable(getattr(target, "scores_tensor", None)):
             raise TypeError(f"target must be a Target, e.g. promptopt.objectives.resolve_target('US') or "
                             f"PluginHost().target('US') (got {type(target).__name__} {target!r:.60})")
@@ -72,6 +70,24 @@ class SurveyObjective:
         self.target = target
         self.dimensions = tuple(scorer.dimensions)
         self.target_scores = target.scores_tensor(self.dimensions, device=evaluator.backend.device)
+        self._check_scorer_shape()
+
+    def _check_scorer_shape(self) -> None:
+        """Score one all-"1" respondent now, so a scorer built for another item count fails here in
+        one line, not as a matmul error after the model has run."""
+        n_items = self.evaluator.n_items // self.respondents
+        name = getattr(self.scorer, "name", type(self.scorer).__name__)
+        means = torch.ones(1, n_items, device=self.evaluator.backend.device)
+        try:
+            shape = tuple(self.scorer.score(means).shape)
+        except (RuntimeError, IndexError, ValueError) as e:
+            raise ValueError(f"scorer {name!r} cannot score "
+                             f"{n_items} item means ({type(e).__name__}: {str(e).splitlines()[0]}); give a scorer "
+                             f"built for this instrument's {n_items} content items") from e
+        if shape != (1, len(self.dimensions)):
+            raise ValueError(f"scorer {name!r} turned means "
+                             f"[1, {n_items}] into scores {list(shape)}; it must give [1, {len(self.dimensions)}], "
+                             f"one per dimension {list(self.dimensions)}")
 
     def __call__(self, soft: torch.Tensor | None, mass: bool = True) -> SurveyResult:
         """``mass=False``: leave out the option mass (a diagnostic), as the optimisation loop does,

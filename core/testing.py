@@ -186,15 +186,16 @@ class OptimizerConformance:
         opt.tell(shifted_sphere(z).tolist())
         assert opt.generation == 2
 
-    def test_nan_fitness_counts_as_inf(self):
+    @pytest.mark.parametrize("failed", [math.nan, -math.inf, math.inf])
+    def test_non_finite_fitness_counts_as_inf(self, failed):
         opt = self.make()
         z = opt.ask()
-        opt.tell(torch.full((z.shape[0],), math.nan))
+        opt.tell(torch.full((z.shape[0],), failed))
         assert opt.best[1] == math.inf
         for _ in range(self.generations - 1):
             z = opt.ask()
             f = shifted_sphere(z)
-            f[::2] = math.nan
+            f[::2] = failed
             opt.tell(f)
             assert not math.isnan(opt.best[1])
             assert (z >= opt.lower).all() and (z <= opt.upper).all()

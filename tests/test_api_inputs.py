@@ -39,13 +39,13 @@ def target():
     ({"respondents": 0}, ValueError, "respondents must be an int >= 1, the blocks of one answer per item the prompts hold (got 0)"),
     ({"respondents": True}, TypeError, "respondents must be an int >= 1, the blocks of one answer per item the prompts hold (got bool True)"),
     ({"respondents": 1.5}, TypeError, "respondents must be an int >= 1"),
-    ({"min_mass": 5}, ValueError, "min_mass must be a share of probability in [0, 1), e.g. 0.1, or 0 or None for no floor (got 5)"),
+    ({"min_mass": 5}, ValueError, "min_mass must be a share of probability in [0, 1), e.g. 0.1, or 0 for no floor, or None for off (got 5)"),
     ({"min_mass": 1.0}, ValueError, "min_mass must be a share of probability in [0, 1)"),
     ({"min_mass": -0.1}, ValueError, "min_mass must be a share of probability in [0, 1)"),
-    ({"min_mass": math.nan}, ValueError, "min_mass must be a share of probability in [0, 1), e.g. 0.1, or 0 or None for no floor (got nan)"),
-    ({"min_mass": "0.1"}, TypeError, "min_mass must be a share of probability in [0, 1), e.g. 0.1, or 0 or None for no floor (got str '0.1')"),
-    ({"max_entropy": 0}, ValueError, "max_entropy must be in (0, 1], a share of the largest entropy, e.g. 0.6, or None for no cap (got 0)"),
-    ({"shift_weight": -1}, ValueError, "shift_weight must be >= 0 L1 points per answer point, e.g. 5, or 0 or None for none (got -1)"),
+    ({"min_mass": math.nan}, ValueError, "min_mass must be a share of probability in [0, 1), e.g. 0.1, or 0 for no floor, or None for off (got nan)"),
+    ({"min_mass": "0.1"}, TypeError, "min_mass must be a share of probability in [0, 1), e.g. 0.1, or 0 for no floor, or None for off (got str '0.1')"),
+    ({"max_entropy": 0}, ValueError, "max_entropy must be in (0, 1], a share of the largest entropy, e.g. 0.6, or None for off (got 0)"),
+    ({"shift_weight": -1}, ValueError, "shift_weight must be >= 0 L1 points per answer point, e.g. 5, or 0 for none, or None for off (got -1)"),
     ({"shift_weight": math.inf}, ValueError, "shift_weight must be >= 0 L1 points per answer point"),
 ])
 def test_survey_objective_refuses_what_the_cli_refuses(evaluator, target, kwargs, error, message):
@@ -66,6 +66,29 @@ def test_survey_objective_takes_the_values_the_cli_takes(evaluator, target):
     assert objective(None).loss.shape == (1,)
 
 
+def test_survey_objective_refuses_a_scorer_built_for_another_item_count(tiny_backend, target):
+    twelve = SoftPromptEvaluator(tiny_backend, [QUESTION] * 12, [2] * 12)
+    with pytest.raises(ValueError, match=re.escape("scorer 'vsm13' cannot score 12 item means (ScorerError: scorer 'vsm13': means must have "
+                                                   "last dimension 24")) as e:
+        SurveyObjective(twelve, vsm13_scorer(), target)
+    assert "give a scorer built for this instrument's 12 content items" in str(e.value)
+
+
+class _OneColumnScorer:
+    """A plugin scorer that names six dimensions and returns one score."""
+    name = "one-column"
+    dimensions = ("PDI", "IDV", "MAS", "UAI", "LTO", "IVR")
+
+    def score(self, means):
+        return means.sum(-1, keepdim=True)
+
+
+def test_survey_objective_refuses_a_scorer_whose_scores_miss_its_dimensions(evaluator, target):
+    with pytest.raises(ValueError, match=re.escape("scorer 'one-column' turned means [1, 24] into scores [1, 1]; "
+                                                   "it must give [1, 6], one per dimension ['PDI', ")):
+        SurveyObjective(evaluator, _OneColumnScorer(), target)
+
+
 # ------------------------------------------------------------------------------ SoftPromptEvaluator
 
 @pytest.mark.parametrize("prompts, n_options, kwargs, error, message", [
@@ -81,6 +104,12 @@ def test_survey_objective_takes_the_values_the_cli_takes(evaluator, target):
     ([QUESTION], [2], {"batch_rows": 0}, ValueError, "batch_rows must be an int >= 1"),
     ([QUESTION], [2], {"batch_rows": 4.0}, TypeError, "batch_rows must be an int >= 1, the rows per forward; "
                                                         "None sizes them by memory (got float 4.0)"),
+    ([QUESTION, QUESTION], [2, 2], {"reversed_scales": [1, 0]}, TypeError,
+     "reversed_scales must be a list of bool, True where the prompt numbers its scale the other way round "
+     "(got int 1 among them)"),
+    ([QUESTION], [2], {"reversed_scales": True}, TypeError, "reversed_scales must be a list of bool, one per item"),
+    ([QUESTION, QUESTION], [2, 2], {"reversed_scales": [True]}, ValueError,
+     "need one reversed_scales flag per prompt (2; got 1)"),
 ])
 def test_evaluator_refuses_bad_items_and_counts(tiny_backend, prompts, n_options, kwargs, error, message):
     with pytest.raises(error, match=re.escape(message)):
@@ -90,6 +119,11 @@ def test_evaluator_refuses_bad_items_and_counts(tiny_backend, prompts, n_options
 def test_evaluator_takes_tuples_and_numpy_counts(tiny_backend):
     ev = SoftPromptEvaluator(tiny_backend, (QUESTION, QUESTION), np.array([2, 3]), batch_rows=np.int64(2))
     assert ev.option_mask.sum(-1).tolist() == [2, 3] and ev.batch_rows == 2
+
+
+def test_evaluator_takes_numpy_reversed_scale_flags(tiny_backend):
+    ev = SoftPromptEvaluator(tiny_backend, (QUESTION, QUESTION), [3, 3], reversed_scales=np.array([True, False]))
+    assert ev.option_values.tolist() == [[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]]
 
 
 def test_evaluator_takes_a_numpy_soft_prompt_as_the_tensor_it_holds(tiny_backend, evaluator):
