@@ -14,8 +14,8 @@ model name) and VSM 2013's 24 items with K soft tokens:
     do_sample=False)`` one sequence at a time, decode, parse the first digit (1..n_options;
     anything else counts as unparseable). Slow, so it runs on a few candidates only.
 (b) ours: ``SoftPromptEvaluator.evaluate(soft, mass=False)`` on a whole population, as a run's
-    loop calls it (option logits only; the checks re-score it with the mass), for the ``answer`` (default),
-    ``reply``, ``suffix`` and ``prefix`` soft-prompt positions. Setup (tokenising, caching the heads' KV)
+    loop calls it (option logits only; the checks re-score it with the mass), for the ``reply`` (default),
+    ``answer``, ``suffix`` and ``prefix`` soft-prompt positions. Setup (tokenising, caching the heads' KV)
     is timed apart: it is paid once per run, not per generation.
 (c) dense-forward peak: large batches of plain forwards (``model.model``, hidden states only,
     inference mode), tokens/s, the best this machine does with this model in this process.

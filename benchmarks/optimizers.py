@@ -7,7 +7,7 @@
     for the default ``de`` against classic DE/rand/1/bin, random search, Nevergrad's
     TwoPointsDE and pycma, all through the same ask/tell contract with the same popsize.
 (b) Optimizer overhead per generation (ask + tell only, trivial fitness) at the size of a
-    soft prompt (dim 5760 = 6 tokens x 960, popsize 64) on CPU: ``de`` vs Nevergrad.
+    soft prompt (dim 5760 = 10 tokens x 576, popsize 64) on CPU: ``de`` vs Nevergrad.
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def promptopt_run_end(state: Any, summary: dict) -> None:
     """A run finished (budget spent or a stopping rule met) and summary.json was written.
 
     :param state: the runner's ``RunState``; ``state.stop_reason`` is the rule that ended it
-        (``budget``, ``target_loss``, ``patience``, ``time_limit``).
+        (``budget``, ``generations``, ``target_loss``, ``patience``, ``time_limit``).
     :param summary: the contents of summary.json.
 
     Called once at the end of a run, after summary.json and best/ were written. A session that
