@@ -132,17 +132,12 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
 def validate(config_file) -> None:
     """Check a run config file: keys, types, values, and that every name it uses resolves."""
     from .config import build_config
-    from .runner import check_optimizer
+    from .runner import check_optimizer, check_survey
 
     config = build_config(config_file)
     h = host()
     optimizer = type(check_optimizer(h, config))
-    instrument = h.create_instrument(config.instrument)
-    scorer = h.create_scorer(instrument, config.scorer, config.constants or None)
-    target = h.target(config.country, config.targets)
-    missing = [d for d in scorer.dimensions if d not in target.scores]
-    if missing:
-        raise UsageError(f"target {target.name} has no score for {', '.join(missing)}; choose another --country")
+    instrument, scorer, target = check_survey(h, config)
     if config.model not in h.registries["models"] and not Path(config.model).expanduser().exists() \
             and "/" not in config.model:
         h.entry("models", config.model)  # raises the unknown-model error

@@ -185,7 +185,10 @@ class PluginHost:
                 continue
             opts = self.pm.parse_hookimpl_opts(plugin, attr)
             hook = (opts or {}).get("specname") or attr
-            if opts is not None and (hook in HOOK_NAMES or opts.get("optionalhook")):
+            if opts is not None and hook in HOOK_NAMES:
+                self._check_arguments(plugin, attr, hook)
+                continue
+            if opts is not None and opts.get("optionalhook"):
                 continue
             close = difflib.get_close_matches(hook, HOOK_NAMES, n=1)
             hint = f"; did you mean {close[0]}?" if close else "; rename it"
@@ -194,6 +197,20 @@ class PluginHost:
             if hook in HOOK_NAMES:
                 raise PluginError(f"{attr} is not marked @promptopt.hookimpl; decorate it")
             raise PluginError(f"{attr} is not marked @promptopt.hookimpl and is not a promptopt hook{hint}")
+
+    def _check_arguments(self, plugin: Any, attr: str, hook: str) -> None:
+        """A hookimpl argument the spec does not name fails with the names it may use, not with
+        pluggy's multi-line PluginValidationError."""
+        try:
+            params = inspect.signature(getattr(plugin, attr)).parameters.values()
+        except (TypeError, ValueError):
+            return
+        allowed = getattr(self.pm.hook, hook).spec.argnames
+        for p in params:
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in allowed:
+                close = difflib.get_close_matches(p.name, allowed, n=1, cutoff=0.5) or (allowed if len(allowed) == 1 else [])
+                fix = f"rename it to {close[0]!r}" if close else f"use only {', '.join(allowed) or 'no arguments'}"
+                raise PluginError(f"{hook} takes ({', '.join(allowed)}), not argument {p.name!r}; {fix}")
 
     def _check_impls(self, plugin: Any) -> None:
         """Catch the pluggy pitfalls that otherwise fail silently."""
@@ -269,11 +286,20 @@ class PluginHost:
                 name = impl.plugin_name
                 if name not in self.info:
                     continue  # already failed and removed
-                kwargs = {"register": partial(self._register, kind, name)}
+                kwargs = {"register": self._registrar(kind, name)}
                 try:
                     impl.function(*[kwargs[arg] for arg in impl.argnames])
                 except Exception as exc:  # noqa: BLE001
                     self._drop(name, f"{type(exc).__name__}: {exc}" if not isinstance(exc, PluginError) else str(exc))
+
+    def _registrar(self, kind: str, plugin: str) -> Callable[..., None]:
+        """The ``register`` a registration hook gets: its own name in a wrong-call TypeError
+        ("register() takes from 2 to 3 positional arguments ..."), not the host's internals."""
+        def register(name: str, factory: Any, description: str = "") -> None:
+            self._register(kind, plugin, name, factory, description)
+
+        register.__qualname__ = "register"
+        return register
 
     def _register(self, kind: str, plugin: str, name: str, factory: Any, description: str = "") -> None:
         self.registries[kind].add(name, factory, description, plugin=plugin)
@@ -336,8 +362,17 @@ class PluginHost:
             raise PluginError(f"{what} failed: {reason}") from exc
 
     def _checked_once(self, kind: str, name: str, obj: Any, check: Callable[[str, Any], None]) -> Any:
+        """What a factory returned, checked on first creation; a third party's is named with its plugin,
+        as an error its factory raises is (validation's messages open with `KIND "NAME": `)."""
         if (kind, name) not in self._checked:
-            check(name, obj)
+            try:
+                check(name, obj)
+            except PluginError as exc:
+                plugin = self.entry(kind, name).plugin
+                info = self.info.get(plugin)
+                if info is not None and not info.builtin:
+                    exc.args = (str(exc).replace(f'"{name}": ', f'"{name}" (plugin "{plugin}"): ', 1),)
+                raise
             self._checked.add((kind, name))
         return obj
 

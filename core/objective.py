@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from promptopt.objectives import answer_entropy, entropy_penalty, l1_loss, mass_penalty, shift_penalty
+from promptopt.objectives import answer_entropy, check_scorer_fits, entropy_penalty, l1_loss, mass_penalty, shift_penalty
 
 from .config import PENALTY_SETTINGS
 from .evaluator import AnswerDistribution, SoftPromptEvaluator, check_int
@@ -70,24 +70,7 @@ class SurveyObjective:
         self.target = target
         self.dimensions = tuple(scorer.dimensions)
         self.target_scores = target.scores_tensor(self.dimensions, device=evaluator.backend.device)
-        self._check_scorer_shape()
-
-    def _check_scorer_shape(self) -> None:
-        """Score one all-"1" respondent now, so a scorer built for another item count fails here in
-        one line, not as a matmul error after the model has run."""
-        n_items = self.evaluator.n_items // self.respondents
-        name = getattr(self.scorer, "name", type(self.scorer).__name__)
-        means = torch.ones(1, n_items, device=self.evaluator.backend.device)
-        try:
-            shape = tuple(self.scorer.score(means).shape)
-        except (RuntimeError, IndexError, ValueError) as e:
-            raise ValueError(f"scorer {name!r} cannot score "
-                             f"{n_items} item means ({type(e).__name__}: {str(e).splitlines()[0]}); give a scorer "
-                             f"built for this instrument's {n_items} content items") from e
-        if shape != (1, len(self.dimensions)):
-            raise ValueError(f"scorer {name!r} turned means "
-                             f"[1, {n_items}] into scores {list(shape)}; it must give [1, {len(self.dimensions)}], "
-                             f"one per dimension {list(self.dimensions)}")
+        check_scorer_fits(scorer, evaluator.n_items // respondents, evaluator.backend.device)
 
     def __call__(self, soft: torch.Tensor | None, mass: bool = True) -> SurveyResult:
         """``mass=False``: leave out the option mass (a diagnostic), as the optimisation loop does,

@@ -27,7 +27,8 @@ class Registry:
 
     def add(self, name: str, factory: Any, description: str = "", *, plugin: str) -> None:
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise PluginError(f'plugin "{plugin}" registered an invalid {self.kind} name {name!r}')
+            raise PluginError(f'plugin "{plugin}" registered an invalid {self.kind} name {name!r}; a name is a '
+                              f"non-empty string without spaces, e.g. {'my-' + self.kind.replace(' ', '-')!r}")
         if name in self._entries:
             other = self._entries[name].plugin
             raise PluginError(f'{self.kind} "{name}" registered twice: by plugin "{other}" and by plugin "{plugin}"')

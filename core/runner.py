@@ -24,7 +24,8 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from promptopt.objectives import l1_description, simulated_respondents
+from promptopt.objectives import MissingDimensionsError, ScorerError, check_scorer_fits, l1_description, simulated_respondents
+from promptopt.optimizers import BatchError
 
 from . import __version__
 from .baselines import icl_system_prompt
@@ -93,12 +94,28 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt: str | None = None,
-                    wording: str = "main"):
-    """Instrument, scorer, target and objective for a config, on an already loaded model."""
+def check_survey(host: PluginHost, config: RunConfig):
+    """Instrument, scorer and target of a config, checked to fit one another before any model loads
+    (`validate` and `run` alike): the scorer scores the instrument's items, the target has a score
+    for each of the scorer's dimensions."""
     instrument = host.create_instrument(config.instrument)
     scorer = host.create_scorer(instrument, config.scorer, config.constants or None)
     target = host.target(config.country, config.targets)
+    try:
+        check_scorer_fits(scorer, instrument.n_items)
+        target.scores_tensor(tuple(scorer.dimensions))
+    except MissingDimensionsError as exc:
+        raise UsageError(f"target {exc}; give --targets a table that scores these dimensions, or an instrument "
+                         f"and scorer that use the target's") from None
+    except ScorerError as exc:
+        raise UsageError(f"{exc} ({instrument.n_items} items in {instrument.name})") from None
+    return instrument, scorer, target
+
+
+def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt: str | None = None,
+                    wording: str = "main"):
+    """Instrument, scorer, target and objective for a config, on an already loaded model."""
+    instrument, scorer, target = check_survey(host, config)
     # blocks of one answer per item, averaged item by item: the scale as written and, counterbalanced,
     # reversed; then once per simulated respondent
     orders = [False, True] if config.counterbalance else [False]
@@ -202,7 +219,8 @@ def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path |
     """Start a new run; returns summary.json's contents."""
     config = config.validate()   # a RunConfig built in Python is checked as the CLI's is
     host = host or PluginHost()
-    run_dir = Path(run_dir or config.out or default_run_dir(config, host.target(config.country, config.targets).code))
+    target = check_survey(host, config)[2]   # a survey that does not fit fails before the model loads
+    run_dir = Path(run_dir or config.out or default_run_dir(config, target.code))
     if (run_dir / "config.json").exists():
         raise UsageError(f"run directory {run_dir} already holds a run; choose another --out or --resume it")
     check_cluster(config)
@@ -597,17 +615,19 @@ def _optimizer_call(host: PluginHost, state: RunState, method: str, *args: Any) 
         return getattr(state.optimizer, method)(*args)
     except PromptoptError:
         raise
+    except BatchError as exc:  # the base class refused what _ask returned
+        raise PluginError(_optimizer_failure(host, state, str(exc))) from exc
     except Exception as exc:  # noqa: BLE001 - any failure of the optimizer's own code
         reason = exception_line(exc)
-        raise PluginError(_optimizer_failure(host, state, f"raised in {method}(): {reason}")) from exc
+        raise PluginError(_optimizer_failure(host, state, f"{method}() raised {reason}")) from exc
 
 
 def _optimizer_failure(host: PluginHost, state: RunState, problem: str) -> str:
     name, run_dir = state.config.optimizer, state.run_dir
     kept = (f"; the run in {run_dir} keeps its {_finished(len(state.history))}: fix the optimizer, "
             f"then continue it with `promptopt run --resume {run_dir}`" if state.history else "")
-    return (f'optimizer "{name}" (plugin "{host.entry("optimizers", name).plugin}") {problem} '
-            f"in generation {len(state.history) + 1}{kept}")
+    return (f'optimizer "{name}" (plugin "{host.entry("optimizers", name).plugin}") in generation '
+            f"{len(state.history) + 1}: {problem}{kept}")
 
 
 def _finish(session: Session, state: RunState) -> dict[str, Any]:

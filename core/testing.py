@@ -65,10 +65,28 @@ class OptimizerConformance:
 
     def make(self, dim: int | None = None, popsize: int | None = None, seed: int = 0, **kw: Any) -> Optimizer:
         """Construct the optimizer under test as the host does (no ``dtype``: float32, the base's
-        default); keyword arguments override ``hyper``."""
+        default; ``x0`` inside the bounds and the evaluation budget to a constructor that names
+        them); keyword arguments override ``hyper``."""
+        dim = self.dim if dim is None else dim
+        popsize = self.popsize if popsize is None else popsize
         kw = {"bounds": self.bounds, "device": "cpu", **self.hyper, **kw}
-        return self.optimizer_class(self.dim if dim is None else dim, popsize=self.popsize if popsize is None else popsize,
-                                    seed=seed, **kw)
+        params = inspect.signature(self.optimizer_class).parameters
+        if "x0" in params and "x0" not in kw:
+            kw["x0"] = self.start_point(dim, kw["bounds"], 0.3)
+        for name in ("budget", "max_evaluations"):
+            if name in params and name not in kw:
+                kw[name] = popsize * self.generations
+        return self.optimizer_class(dim, popsize=popsize, seed=seed, **kw)
+
+    @staticmethod
+    def start_point(dim: int, bounds: Any, share: float) -> torch.Tensor | None:
+        """x0 at ``share`` of the way from each lower bound to its upper one; None for bounds that
+        are not a pair of numbers or tensors (the tests of bad arguments pass such)."""
+        try:
+            lo, hi = (torch.as_tensor(b, dtype=torch.float32).expand(dim) for b in bounds)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        return lo + share * (hi - lo)
 
     # ------------------------------------------------------------------ declaration
     def test_declares_name_min_popsize_and_capabilities(self):
@@ -103,6 +121,15 @@ class OptimizerConformance:
         for _ in range(self.generations):
             z = opt.ask()
             assert (z >= lo).all() and (z <= hi).all(), "ask() left per-dimension bounds"
+            opt.tell(shifted_sphere(z))
+
+    def test_ask_inside_bounds_from_an_x0_near_a_corner(self):
+        if "x0" not in inspect.signature(self.optimizer_class).parameters:
+            pytest.skip("the constructor takes no x0")
+        opt = self.make(x0=self.start_point(self.dim, self.bounds, 0.98))
+        for _ in range(self.generations):
+            z = opt.ask()
+            assert (z >= opt.lower).all() and (z <= opt.upper).all(), "ask() left the bounds, starting from x0"
             opt.tell(shifted_sphere(z))
 
     def test_float64_dtype_is_respected(self):

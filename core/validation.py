@@ -123,8 +123,11 @@ def check_target(table: str, obj: Any) -> None:
 
 
 # what the runner itself passes every optimizer, and the flag that sets it
+# (x0, budget and max_evaluations only to a constructor that names them: runner.make_optimizer)
 RUN_SET_PARAMETERS = {"dim": "the search space (--subspace, --tokens)", "bounds": "the search space (--radius)",
-                      "popsize": "--popsize", "seed": "--seed", "device": "--device"}
+                      "popsize": "--popsize", "seed": "--seed", "device": "--device",
+                      "x0": "the initial soft prompt (--init, --init-text)",
+                      "budget": "--budget or --generations", "max_evaluations": "--budget or --generations"}
 _TOML_TYPES = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
                dict: "a table", list: "an array"}
 
@@ -173,8 +176,8 @@ def check_hyper(optimizer: str, cls: type, hyper: Mapping[str, Any]) -> None:
         if key not in parameters:
             if takes_any:
                 continue
-            raise UsageError(f"[hyper] {key} is not a parameter of {where}; "
-                             f"it takes {', '.join(settable) or 'none'}")
+            raise UsageError(f"[hyper] {key} is not a parameter of {where}; " + (
+                f"it takes {', '.join(settable)}" if settable else "it has none a config file sets; drop [hyper]"))
         wanted = _accepted_types(hints.get(key))
         if wanted == ():
             raise UsageError(f"[hyper] {key} of {where} takes {_hint_name(hints[key])}, which a config file "

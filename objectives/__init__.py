@@ -37,7 +37,7 @@ from .loss import (
     mass_penalty,
     shift_penalty,
 )
-from .scorer import LinearScorer, scorer_from_config, vsm13_scorer
+from .scorer import LinearScorer, check_scorer_fits, scorer_from_config, vsm13_scorer
 from .targets import (
     DIMENSIONS,
     HOFSTEDE_2015_SOURCE,
@@ -69,6 +69,7 @@ __all__ = [
     "load_vsm13",
     "get_instrument",
     "LinearScorer",
+    "check_scorer_fits",
     "scorer_from_config",
     "vsm13_scorer",
     "DIMENSIONS",

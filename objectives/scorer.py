@@ -17,12 +17,29 @@ import torch
 
 from .errors import ScorerError
 
-__all__ = ["LinearScorer", "scorer_from_config", "vsm13_scorer"]
+__all__ = ["LinearScorer", "check_scorer_fits", "scorer_from_config", "vsm13_scorer"]
 
 
 def _is_int(n: Any) -> bool:
     """An item number: int() would truncate 7.9 to 7 and take True for 1."""
     return isinstance(n, Integral) and not isinstance(n, bool)
+
+
+def check_scorer_fits(scorer: Any, n_items: int, device: torch.device | str | None = None) -> None:
+    """Score one all-"1" respondent of ``n_items`` item means: a scorer built for another item count,
+    or one whose scores miss its dimensions, fails here in one line (before any model runs) rather
+    than as a shape error after the model has answered."""
+    name = getattr(scorer, "name", None) or type(scorer).__name__
+    dims = tuple(scorer.dimensions)
+    try:
+        shape = tuple(scorer.score(torch.ones(1, n_items, device=device)).shape)
+    except (RuntimeError, IndexError, ValueError) as e:
+        raise ScorerError(f"scorer {name!r} cannot score {n_items} item means ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0]}); give a scorer built for this instrument's {n_items} "
+                          f"content items") from e
+    if shape != (1, len(dims)):
+        raise ScorerError(f"scorer {name!r} turned means [1, {n_items}] into scores {list(shape)}; it must give "
+                          f"[1, {len(dims)}], one per dimension {list(dims)}")
 
 
 def _is_number(w: Any) -> bool:

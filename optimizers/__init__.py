@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import difflib
 
-from .base import Optimizer
+from .base import BatchError, Optimizer
 from .cma import CMAES
 from .de import DifferentialEvolution, STRATEGIES
 from .nevergrad import NevergradOptimizer, make_nevergrad, nevergrad_names
 from .random_search import RandomSearch
 
 __all__ = [
-    "Optimizer", "DifferentialEvolution", "CMAES", "NevergradOptimizer", "RandomSearch",
+    "Optimizer", "BatchError", "DifferentialEvolution", "CMAES", "NevergradOptimizer", "RandomSearch",
     "OPTIMIZERS", "STRATEGIES", "make_nevergrad", "nevergrad_names", "get_optimizer",
 ]
 

@@ -17,10 +17,15 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["Optimizer", "STATE_FORMAT"]
+__all__ = ["Optimizer", "BatchError", "STATE_FORMAT"]
 
 STATE_FORMAT = 1
 """Version of the dict layout written by :meth:`Optimizer.state_dict`."""
+
+
+class BatchError(RuntimeError):
+    """``_ask`` returned a batch of the wrong type, shape, dtype or device: the base class refused
+    it, the optimizer did not raise (so the host says which of the two it was)."""
 
 
 def _fitness_dtype(device: torch.device) -> torch.dtype:
@@ -142,15 +147,15 @@ class Optimizer:
         values are finite and inside the bounds is the host's check, once per generation."""
         where = f"{type(self).__name__}._ask returned"
         if not isinstance(z, Tensor):
-            raise RuntimeError(f"{where} a {type(z).__name__}, expected a torch.Tensor [n, {self.dim}]")
+            raise BatchError(f"{where} a {type(z).__name__}, expected a torch.Tensor [n, {self.dim}]")
         shrinking = "shrinking_population" in self.capabilities
         n = z.shape[0] if z.ndim == 2 else 0
         if z.ndim != 2 or z.shape[1] != self.dim or not (1 <= n <= self.popsize if shrinking else n == self.popsize):
             rows = "n <= popsize" if shrinking else f"n = popsize = {self.popsize}"
-            raise RuntimeError(f"{where} shape {list(z.shape)}, expected [n, {self.dim}] with {rows}")
+            raise BatchError(f"{where} shape {list(z.shape)}, expected [n, {self.dim}] with {rows}")
         on_device = z.device.type == self.device.type and self.device.index in (None, z.device.index)
         if z.dtype != self.dtype or not on_device:
-            raise RuntimeError(f"{where} {str(z.dtype).removeprefix('torch.')} on {z.device}, expected "
+            raise BatchError(f"{where} {str(z.dtype).removeprefix('torch.')} on {z.device}, expected "
                                f"{str(self.dtype).removeprefix('torch.')} on {self.device} (self.dtype, self.device)")
 
     def tell(self, fitness: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import invoke
@@ -185,12 +187,15 @@ def test_a_negative_target_loss_is_refused_by_validate_and_run(tmp_path):
     ('[hyper]\nlpsr = 1\n', ["[hyper] lpsr = 1 must be true or false"]),
     ('[hyper]\nmemory_size = 2.5\n', ["[hyper] memory_size = 2.5 must be an integer"]),
     ('[hyper]\npopsize = 4\n', ["[hyper] popsize is set by the run from --popsize"]),
+    ('[hyper]\nmax_evaluations = 5\n', ["[hyper] max_evaluations is set by the run from --budget or --generations"]),
+    ('optimizer = "ng:TwoPointsDE"\n[hyper]\nbudget = 5\n', ["[hyper] budget is set by the run from --budget"]),
+    ('optimizer = "cma"\n[hyper]\nx0 = 1.0\n', ["[hyper] x0 is set by the run from the initial soft prompt"]),
     ('[hyper]\ndtype = "float64"\n', ["[hyper] dtype", "takes torch.dtype, which a config file cannot hold"]),
     ('[hyper]\nF = 5\n', ["optimizer de: F must be in (0, 2] (got 5)"]),
     ('[hyper]\nstrategy = "jad"\n', ["optimizer de: strategy must be one of", "'jad'"]),
     ('optimizer = "cma"\n[hyper]\nsigma0 = "big"\n', ["[hyper] sigma0 = 'big' must be a number", "cma (CMAES)"]),
     ('optimizer = "ng:TwoPointsDE"\n[hyper]\nF = 0.5\n', ["[hyper] F is not a parameter of optimizer ng:TwoPointsDE",
-                                                         "it takes budget, x0"]),
+                                                         "it has none a config file sets; drop [hyper]"]),
 ])
 def test_hyper_keys_and_values_are_checked_against_the_optimizer_by_validate_and_run(tmp_path, text, needles):
     path = tmp_path / "run.toml"
@@ -217,3 +222,24 @@ def test_an_optimizer_taking_any_keyword_gets_its_hyper_unchecked():
     check_hyper("open", Open, {"anything": "goes", "rate": 0.1})
     with pytest.raises(ValueError, match=r"\[hyper\] seed is set by the run from --seed"):
         check_hyper("open", Open, {"seed": 3})
+
+
+WORKVALUES = Path(__file__).parents[1] / "examples" / "promptopt-example-plugin" / "src" / "promptopt_example" / "data" / "workvalues.toml"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("text, needles", [
+    # a survey whose dimensions no country of the default table scores
+    (f'instrument = "{WORKVALUES}"\n', ["target United States: no score for AUT, SEC", "available: PDI, IDV",
+                                       "give --targets a table that scores these dimensions"]),
+    # VSM13's formulas on a 6-item survey
+    (f'instrument = "{WORKVALUES}"\nscorer = "vsm13"\n', ["scorer 'vsm13' cannot score 6 item means",
+                                                         "means must have last dimension 24",
+                                                         "(6 items in workvalues)"]),
+])
+def test_a_survey_that_does_not_fit_fails_before_the_model_loads(tmp_path, command, text, needles):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "no-such-model"\n' + text)   # run fails on the survey, not on loading this
+    args = ["validate", str(path)] if command == "validate" else ["run", "--config", str(path), "--out", str(tmp_path / "r")]
+    one_error_line(args, *needles)
+    assert not (tmp_path / "r").exists()

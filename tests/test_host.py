@@ -88,6 +88,11 @@ def test_entry_point_naming_a_class_works(plugin_dir, monkeypatch):
      'optimizer "de" registered twice: by plugin "promptopt.plugins.optimizers" and by plugin "broken"'),
     ("import promptopt\n@promptopt.hookimpl\ndef promptopt_register_optimizers(register):\n"
      "    register('notanoptimizer', dict)\n", "registering", "must be a subclass of promptopt.optimizers.Optimizer"),
+    ("import promptopt\n@promptopt.hookimpl\ndef promptopt_register_optimizers(reg):\n    pass\n", "registering",
+     "promptopt_register_optimizers takes (register), not argument 'reg'; rename it to 'register'"),
+    ("import promptopt\nfrom promptopt.optimizers import RandomSearch\n@promptopt.hookimpl\n"
+     "def promptopt_register_optimizers(register):\n    register('x', RandomSearch, 'a walk', 'extra')\n", "registering",
+     "TypeError: register() takes from 2 to 3 positional arguments but 4 were given"),
 ])
 def test_broken_plugin_is_reported_by_name_and_skipped_while_builtins_keep_working(
         plugin_dir, monkeypatch, source, stage, needle):
@@ -493,3 +498,23 @@ def test_describe_lists_hook_errors(plugin_dir, monkeypatch):
         host.pm.hook.promptopt_run_end(state=SimpleNamespace(run_dir=plugin_dir), summary={})
     assert host.describe()["hook_errors"] == [
         {"plugin": "tracker", "hook": "promptopt_run_end", "error": "RuntimeError: tracker offline"}]
+
+
+def test_a_name_with_a_space_is_refused_saying_what_a_name_may_be():
+    host = PluginHost(load_entrypoints=False, strict=False,
+                      extra_plugins=(_plugin("promptopt_register_optimizers", ("my opt", RandomSearch)),))
+    assert host.failures[0].reason == ('plugin "Plugin" registered an invalid optimizer name \'my opt\'; a name is a '
+                                       "non-empty string without spaces, e.g. 'my-optimizer'")
+
+
+@pytest.mark.parametrize("hook, create, needle", [
+    ("promptopt_register_instruments", lambda h: h.create_instrument("strinst"),
+     'instrument "strinst" (plugin "Plugin"): factory returned str'),
+    ("promptopt_register_targets", lambda h: h.target_table("strinst"),
+     'target table "strinst" (plugin "Plugin"): factory returned str'),
+])
+def test_what_a_third_party_factory_returned_is_refused_naming_its_plugin(hook, create, needle):
+    host = PluginHost(load_entrypoints=False, extra_plugins=(_plugin(hook, ("strinst", lambda: "not it")),))
+    with pytest.raises(PluginError) as e:
+        create(host)
+    assert str(e.value).startswith(needle)

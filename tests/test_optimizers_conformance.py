@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from promptopt.optimizers import (CMAES, OPTIMIZERS, DifferentialEvolution, NevergradOptimizer, RandomSearch,
+from promptopt.optimizers import (CMAES, OPTIMIZERS, DifferentialEvolution, NevergradOptimizer, Optimizer, RandomSearch,
                                   get_optimizer, make_nevergrad)
 from promptopt.testing import OptimizerConformance
 
@@ -122,3 +122,32 @@ def test_a_state_of_another_population_size_is_refused():
     saved.tell(torch.rand(6))
     with pytest.raises(ValueError, match="state dict has popsize 6, this optimizer has popsize 8"):
         DifferentialEvolution(4, bounds=(-1.0, 1.0), popsize=8, seed=0).load_state_dict(saved.state_dict())
+
+
+class _LeavesTheBoxFromX0(Optimizer):
+    """Asks x0 scaled by 10: inside the bounds only when the host passes no x0."""
+    name = "leaves-the-box"
+
+    def __init__(self, dim, *, bounds, popsize=8, seed=0, device="cpu", x0=None, budget=None):
+        super().__init__(dim, bounds=bounds, popsize=popsize, seed=seed, device=device)
+        self.start = torch.zeros(dim) if x0 is None else torch.as_tensor(x0, dtype=torch.float32)
+        self.budget = budget
+
+    def _ask(self):
+        return (self.start * 10).expand(self.popsize, -1).clone()
+
+    def _tell(self, z, fitness):
+        pass
+
+
+class _KitOnTheBadOptimizer(OptimizerConformance):
+    optimizer_class = _LeavesTheBoxFromX0
+
+
+def test_the_kit_constructs_as_the_host_does_so_an_optimizer_that_misuses_x0_fails_it():
+    kit = _KitOnTheBadOptimizer()
+    assert kit.make().budget == kit.popsize * kit.generations   # the run's evaluation budget, as the host passes it
+    with pytest.raises(AssertionError, match="ask\\(\\) left the bounds"):
+        kit.test_ask_returns_right_shape_dtype_device_inside_bounds()
+    with pytest.raises(AssertionError, match="starting from x0"):
+        kit.test_ask_inside_bounds_from_an_x0_near_a_corner()
