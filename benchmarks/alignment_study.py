@@ -350,8 +350,23 @@ def in_study_order(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(cells, key=lambda c: (rank("countries", c["country"]), c["seed"], rank("optimizers", c["optimizer"])))
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose L1 is the median over seeds (the lower one of the middle two for an even count):
+    its dimension scores are one prompt's, so they give its L1, as per-dimension medians would not."""
+    ranked = sorted(runs, key=lambda c: c["loss"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def midpoint_loss(target: dict[str, Any], constants: dict[str, float], dims: list[str]) -> float:
+    """L1 of a respondent who answers the middle of every scale: each index's item differences are 0, so
+    every score is its constant C. With C = 50 this is how far the target is from 50 on average, the
+    part of any L1 that the free constants, not the model, decide."""
+    return statistics.fmean(abs(constants.get(d, 50.0) - target["scores"][d]) for d in dims)
+
+
 def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per country: target, baselines and per-optimizer medians over seeds."""
+    """Per country: target, baselines, the midpoint respondent and per optimizer the median over seeds,
+    the median run's own scores and the spread of the seeds' L1."""
     countries, optimizers = _ordered(c["country"] for c in cells), _ordered(c["optimizer"] for c in cells)
     table = {}
     for country in countries:
@@ -363,13 +378,16 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
                "icl": (icl["icl_loss"], icl["icl_dimensions"]) if icl else (None, None),
                "alt_naive": mine[0]["alt_naive_loss"], "naive_option_mass": mine[0].get("naive_option_mass"),
                "naive_answer_entropy": mine[0].get("naive_answer_entropy"),
+               "midpoint": midpoint_loss(mine[0]["target"], mine[0].get("constants", {}), dims),
                "optimizers": {}}
         for opt in optimizers:
             runs = [c for c in mine if c["optimizer"] == opt]
             if runs:
+                middle = median_run(runs)
                 row["optimizers"][opt] = {
                     "loss": _median(c["loss"] for c in runs), "n": len(runs),
-                    "dimensions": {d: _median(c["dimensions"][d] for c in runs) for d in dims},
+                    "range": (min(c["loss"] for c in runs), max(c["loss"] for c in runs)),
+                    "median_run": {"seed": middle["seed"], "loss": middle["loss"], "dimensions": middle["dimensions"]},
                     "alt_loss": _median(c["alt_loss"] for c in runs),
                     "option_mass": _median(c.get("option_mass") for c in runs),
                     "answer_entropy": _median(c.get("answer_entropy") for c in runs)}
@@ -406,8 +424,11 @@ def write_report(cells_path: Path, results: Path) -> None:
              f"- scorer constants C = {', '.join(f'{c:g}' for c in constants) or '?'} (every dimension)",
              "- loss: L1 = mean absolute difference over the six dimensions between the model's scores and the target; "
              "numbers are medians over seeds",
-             "- ICL: the target persona as a system prompt; held-out check: the best soft prompt re-scored on "
-             "the instrument's alternate wording", "",
+             "- naive: the model as it is; ICL: a zero-shot persona system prompt that states the target's six "
+             "scores in words (`promptopt.baselines`), not few-shot examples; midpoint: a respondent who answers "
+             "the middle of every scale, so every score is its constant C (computed, no model)",
+             "- held-out check: the best soft prompt re-scored on the instrument's alternate wording of every item, "
+             "a paraphrase robustness check (same scales and answer instruction, written by the same authors)", "",
              "Targets (version / source per country):", "",
              "| country | name | kind | source |", "|---|---|---|---|"]
     for country in countries:
@@ -418,21 +439,28 @@ def write_report(cells_path: Path, results: Path) -> None:
     lines += ["", "## Results per country", "", f"![L1 per country]({figure.relative_to(results.parent)})", ""]
     for country in countries:
         row, dims = table[country], table[country]["dims"]
+        constants = row["constants"]
         lines += [f"### {country} ({row['target'].get('name', '')})", "",
+                  "An optimizer's L1 is the median over its seeds (min-max in brackets); its scores are the median "
+                  "run's own (the seed named), so they give that run's L1.", "",
                   "| method | L1 | " + " | ".join(dims) + " |", "|---|---:|" + "---:|" * len(dims),
-                  "| target | | " + " | ".join(f"{row['target']['scores'][d]:.0f}" for d in dims) + " |"]
+                  "| target | | " + " | ".join(f"{row['target']['scores'][d]:.0f}" for d in dims) + " |",
+                  f"| midpoint | {_f(row['midpoint'])} | "
+                  + " | ".join(f"{constants.get(d, 50.0):.1f}" for d in dims) + " |"]
         for label, (loss, dd) in (("naive", row["naive"]), ("ICL", row["icl"])):
             lines.append(f"| {label} | {_f(loss)} | "
                          + " | ".join(_f(dd[d], 1) if dd else "–" for d in dims) + " |")
         for opt, r in row["optimizers"].items():
-            lines.append(f"| {opt} (n={r['n']}) | {_f(r['loss'])} | "
-                         + " | ".join(_f(r["dimensions"][d], 1) for d in dims) + " |")
+            middle, (lo, hi) = r["median_run"], r["range"]
+            lines.append(f"| {opt} (n={r['n']}; seed {middle['seed']}) | {_f(r['loss'])} ({_f(lo)}-{_f(hi)}) | "
+                         + " | ".join(_f(middle["dimensions"][d], 1) for d in dims) + " |")
         lines.append("")
 
     lines += ["## Overall (median over countries of the per-country medians)", "",
               "| method | median L1 | mean L1 | countries | mean change vs naive, every run |",
               "|---|---:|---:|---:|---:|"]
-    methods = [("naive", [table[c]["naive"][0] for c in countries], []),
+    methods = [("midpoint (every answer the scale's middle)", [table[c]["midpoint"] for c in countries], []),
+               ("naive", [table[c]["naive"][0] for c in countries], []),
                ("ICL", [table[c]["icl"][0] for c in countries],
                 [table[c]["icl"][0] / table[c]["naive"][0] - 1 for c in countries if table[c]["icl"][0] is not None])]
     methods += [(opt, [table[c]["optimizers"].get(opt, {}).get("loss") for c in countries],
@@ -472,6 +500,8 @@ def write_report(cells_path: Path, results: Path) -> None:
         "maximum, then the mean over items (median over seeds); 0 when the model picks one option, 1 when it "
         "is indifferent between them. `--max-entropy` caps it.", 2)
 
+    lines += _limitations_section(cells, table, countries, optimizers)
+
     lines += ["", "## Wall-clock per cell", "",
               "| cell | optimisation s | cell wall s | evaluations | L1 |", "|---|---:|---:|---:|---:|"]
     for c in cells:
@@ -484,6 +514,49 @@ def write_report(cells_path: Path, results: Path) -> None:
     text = "\n".join(lines)
     atomic_write(results, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {results} and {figure}", file=sys.stderr)
+
+
+# the countries the default search settings were chosen on (docs/TUNING.md's sweeps, seeds 0-5)
+TUNED_ON = ("SA", "US", "CN", "IN")
+
+
+def _mean_change(cells: list[dict[str, Any]], optimizer: str, countries) -> str:
+    changes = [c["loss"] / c["naive_loss"] - 1 for c in cells if c["optimizer"] == optimizer and c["country"] in countries]
+    return f"{statistics.fmean(changes):+.1%} (n={len(changes)})" if changes else "–"
+
+
+def _limitations_section(cells: list[dict[str, Any]], table: dict[str, Any], countries: list[str],
+                         optimizers: list[str]) -> list[str]:
+    """What a reader should know before citing these numbers, with the numbers that size each point."""
+    midpoints = [table[c]["midpoint"] for c in countries]
+    naive_worse = [c for c in countries if table[c]["naive"][0] > table[c]["midpoint"]]
+    spread = max(((c, o, *r["range"]) for c in countries for o, r in table[c]["optimizers"].items()),
+                 key=lambda x: x[3] - x[2], default=None)
+    untuned = [c for c in countries if c not in TUNED_ON]
+    lines = ["", "## Limitations", "",
+             f"- **The constants C set part of every L1.** A respondent who answers the middle of every scale "
+             f"scores C on every dimension: L1 {_f(_median(midpoints))} (median over countries; row `midpoint`). "
+             f"The bare model is further from the target than that in {len(naive_worse)} of {len(countries)} "
+             f"countries ({', '.join(naive_worse) or 'none'}); read every L1 against that row as well as against 0.",
+             "- **The item texts are this project's paraphrases** of the VSM 2013 items (same meanings, scales and "
+             "formulas; `objectives/data/SOURCES.md`), so the scores are not comparable one to one with published "
+             "VSM data or with the reference study's.",
+             f"- **The defaults were chosen on {', '.join(TUNED_ON)}** (docs/TUNING.md, seeds 0-5), so this "
+             "study's cells for those countries are not a fresh test of them; CMA-ES, TwoPointsDE and random "
+             "search ran at their own defaults."]
+    if untuned:
+        lines.append(f"  On the {len(untuned)} countries never used for a choice ({', '.join(untuned)}), the mean "
+                     "change vs naive per run: " + "; ".join(f"{o} {_mean_change(cells, o, untuned)}" for o in optimizers)
+                     + f" (on {', '.join(c for c in TUNED_ON if c in countries)}: "
+                     + "; ".join(f"{o} {_mean_change(cells, o, TUNED_ON)}" for o in optimizers) + ").")
+    if spread:
+        lines.append(f"- **Three seeds per cell, and seeds matter**: the widest spread is {spread[1]} on {spread[0]}, "
+                     f"{_f(spread[2])}-{_f(spread[3])}; no significance test is made, so a difference between "
+                     "optimizers within a country that is smaller than its spread is not evidence.")
+    lines.append("- **The held-out wording is a paraphrase check**, not an independent instrument: written by the same "
+                 "authors with the same scales and answer instruction. The main-wording numbers are in-sample: the "
+                 "prompt was optimised on them.")
+    return lines
 
 
 def _validity_section(cells: list[dict[str, Any]], table: dict[str, Any], countries: list[str], ordered: list[str],

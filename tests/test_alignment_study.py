@@ -218,3 +218,36 @@ def test_the_settings_line_says_none_for_an_absent_floor_or_cap_and_default_for_
     assert study._setting("min_mass", None) == "none" and study._setting("max_entropy", None) == "none"
     assert study._setting("init_text", None) == "default" and study._setting("dtype", None) == "default"
     assert study._setting("min_mass", 0.1) == "0.1"
+
+
+def _cell(seed: int, loss: float, pdi: float, country: str = "US", optimizer: str = "de") -> dict:
+    return {"country": country, "optimizer": optimizer, "seed": seed, "loss": loss, "naive_loss": 20.0,
+            "dimensions": {"PDI": pdi, "IDV": 50.0}, "naive_dimensions": {"PDI": 50.0, "IDV": 50.0},
+            "target": {"scores": {"PDI": 40.0, "IDV": 91.0}, "name": "United States"},
+            "constants": {"PDI": 50.0, "IDV": 60.0}, "alt_naive_loss": 18.0, "alt_loss": 17.0}
+
+
+def test_an_optimizers_scores_are_its_median_runs_own_so_they_give_its_l1():
+    study = _load()
+    runs = [_cell(0, 9.0, 41.0), _cell(1, 3.0, 45.0), _cell(2, 15.0, 60.0)]
+    row = study.summarise(runs)["table"]["US"]["optimizers"]["de"]
+    assert row["loss"] == 9.0 and row["range"] == (3.0, 15.0)
+    assert row["median_run"] == {"seed": 0, "loss": 9.0, "dimensions": {"PDI": 41.0, "IDV": 50.0}}
+    assert study.median_run(runs[:2])["seed"] == 1   # an even count: the lower of the middle two
+
+
+def test_the_midpoint_respondent_scores_the_constants():
+    study = _load()
+    cell = _cell(0, 9.0, 41.0)
+    # |50 - 40| and |60 - 91|: every index's item differences are 0, so each score is its C
+    assert study.midpoint_loss(cell["target"], cell["constants"], ["PDI", "IDV"]) == (10 + 31) / 2
+
+
+def test_limitations_count_the_countries_where_the_bare_model_is_worse_than_the_midpoint():
+    study = _load()
+    cells = [_cell(0, 9.0, 41.0), _cell(0, 5.0, 41.0, country="JP")]
+    cells[0]["naive_loss"], cells[1]["naive_loss"] = 25.0, 15.0   # above and below the midpoint L1 of 20.5
+    s = study.summarise(cells)
+    text = "\n".join(study._limitations_section(cells, s["table"], s["countries"], s["optimizers"]))
+    assert "The bare model is further from the target than that in 1 of 2 countries (US)" in text
+    assert "On the 1 countries never used for a choice (JP), the mean change vs naive per run: de -66.7% (n=1)" in text

@@ -108,3 +108,24 @@ def test_report_of_an_unfinished_run_is_a_clear_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="summary.json"):
         make_report(tmp_path)
+
+
+def test_report_md_restates_the_runs_constants_soft_prompt_and_software(run_dir):
+    from promptopt.report import make_report
+
+    _, md = make_report(run_dir)
+    text = md.read_text()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert "| scorer constants C | 50 (every dimension) |" in text
+    assert f"| soft prompt | position {config['config']['position']}, {config['config']['tokens']} token(s)" in text
+    assert f"torch {config['versions']['torch']}" in text and "| budget | 18 evaluations, popsize 6 |" in text
+
+
+def test_report_md_carries_the_closing_tables_warning_and_survives_a_broken_config(run_dir, tmp_path):
+    from promptopt.report import make_report
+
+    run, _ = _copy_run(run_dir, tmp_path / "under-floor", option_mass=0.05, min_mass=0.1)
+    (run / "config.json").write_text("{not json")
+    text = make_report(run)[1].read_text()
+    assert "**Warning:** the aligned prompt leaves 5.0% of the next token on the answers, under this run's --min-mass 0.1" in text
+    assert "scorer constants" not in text   # no provenance rows from a config.json that cannot be read

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 import torch
 
 from promptopt.config import build_config
@@ -28,6 +29,8 @@ def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_fi
     assert calls[-1] == (False, True)                           # the best prompt re-scored, with mass
     assert 0 < summary["option_mass"] <= 1 and math.isfinite(summary["naive_option_mass"])
     assert 0 < summary["icl_option_mass"] <= 1
+    # the ICL baseline's own text is kept with its numbers
+    assert summary["icl_system_prompt"].startswith("You are a typical adult from United States")
     # the closing table shows how much of the next token is an answer: naive, ICL, aligned
     row = next(line for line in printed[-1].splitlines() if line.startswith("answer p"))
     assert row.split()[2:] == [f"{summary[k]:.1%}" for k in ("naive_option_mass", "icl_option_mass", "option_mass")]
@@ -157,3 +160,28 @@ def test_a_run_config_built_in_python_is_checked_before_any_model_loads(tmp_path
     with pytest.raises(UsageError, match="--generations must be >= 1"):
         run(RunConfig(model="tiny", generations=0, popsize=6), run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_versions_record_every_distribution_the_numbers_depend_on_and_the_source_commit(monkeypatch):
+    from importlib.metadata import version
+
+    from promptopt import runner
+
+    found = runner.versions()
+    assert found["numpy"] == version("numpy") and found["cma"] == version("cma") and found["nevergrad"] == version("nevergrad")
+    monkeypatch.setattr(runner, "source_commit", lambda: "abc123+dirty")
+    assert runner.versions()["promptopt_commit"] == "abc123+dirty"
+    monkeypatch.setattr(runner, "source_commit", lambda: None)   # outside a git checkout: left out
+    assert "promptopt_commit" not in runner.versions()
+
+
+def test_the_source_commit_is_head_with_dirty_marked():
+    import subprocess
+
+    from promptopt import runner
+
+    head = subprocess.run(["git", "-C", str(runner.Path(runner.__file__).parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("promptopt's source is not in a git checkout here")
+    assert runner.source_commit().removesuffix("+dirty") == head.stdout.strip()
