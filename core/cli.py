@@ -175,6 +175,11 @@ def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> N
         click.echo(f"  {dim}  target {result['target']['scores'][dim]:>5.0f}  model {value:>6.1f}")
     click.echo(f"  option mass {result['option_mass']:.1%} (the next token's share on the answer digits)")
     click.echo(f"  answer entropy {result['answer_entropy']:.2f} (0: one option picked, 1: all equally likely)")
+    scoring, constants = result["scoring"], set(result["constants"].values())
+    click.echo(f"  target source: {result['target']['source']}")
+    click.echo(f"  model {scoring['model']}, position {scoring['position']}, seed {scoring['seed']}, counterbalance "
+               f"{scoring['counterbalance']}, constants C = "
+               + (f"{constants.pop():g}" if len(constants) == 1 else str(result["constants"])))
     if result["settings_from"]:
         click.echo(f"  scored as its run was (target, model, position, ...: {result['settings_from']}); flags override")
 
@@ -195,8 +200,12 @@ def report(run_dir, out) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--base-model", help="base_model_name_or_path for the PEFT adapter (default: the run's model)")
 def export(run_dir, base_model) -> None:
-    """Write history.parquet and the best soft prompt as a PEFT prompt-tuning adapter (best/peft/)."""
-    from .export import export_history, export_peft
+    """Write history.parquet, scores.csv (tidy: one row per method and dimension) and the best soft prompt
+    as a PEFT prompt-tuning adapter (best/peft/)."""
+    from .export import check_base_model, export_history, export_peft, export_scores
+
+    check_base_model(base_model)
+    click.echo(f"wrote {export_scores(run_dir)}")   # first: it refuses an unfinished run before anything is written
 
     click.echo(f"wrote {export_history(run_dir)}")
     click.echo(f"wrote {export_peft(run_dir, base_model)}/ (PEFT prepends its virtual tokens; see its README.md)")

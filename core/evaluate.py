@@ -13,7 +13,7 @@ from .config import SCORING_SETTINGS, build_config
 from .errors import CheckpointError, UsageError
 from .host import PluginHost
 from .rundir import read_json, read_soft_prompt
-from .runner import build_objective
+from .runner import build_objective, versions
 
 
 def _soft_prompt_file(path: str | Path) -> Path:
@@ -74,7 +74,7 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
     target = host.target(config.country, config.targets)
     system = icl_system_prompt(target) if baseline == "icl" else config.system_prompt
-    _, _, target, objective = build_objective(host, config, backend, system, wording=wording)
+    _, scorer, target, objective = build_objective(host, config, backend, system, wording=wording)
     if soft is not None and soft.shape[-1] != backend.hidden_size:
         trained = f" ({meta['model']})" if meta.get("model") else ""
         raise UsageError(f"{prompt_file} holds a soft prompt of shape {list(soft.shape)} but model {config.model} "
@@ -88,4 +88,8 @@ def evaluate_baseline(host: PluginHost, config_file, flags: dict, baseline: str 
                        "scores": {d: target.scores[d] for d in dims}},
             "option_mass": float(result.answers.mass.mean()), "answer_entropy": float(result.entropy[0]),
             "model": config.model, "wording": wording,
-            "settings_from": str(saved_from) if saved_from else None}
+            "settings_from": str(saved_from) if saved_from else None,
+            # what a paper needs to restate the number: how the model was asked and scored, and the software
+            "scoring": {k: v for k, v in config.to_dict().items() if k in SCORING_SETTINGS},
+            "constants": dict(scorer.describe().get("constants", {})) if callable(getattr(scorer, "describe", None)) else {},
+            "system_prompt": system, "versions": versions()}

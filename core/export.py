@@ -5,14 +5,17 @@ atomically (temp file + rename, see :mod:`promptopt.rundir`): a crash leaves the
 the new one, never half of one.
 
 * ``history.parquet``            - history.csv, column for column (needs pandas + pyarrow)
+* ``scores.csv``                 - tidy scores: one row per method (naive, ICL, aligned) and dimension,
+  with the run's target, constants, model, optimizer and seed on every row (for pandas or R)
 * ``best/item_answers.csv``      - the best candidate's answer distribution on every survey item
 * ``best/peft/``                 - the best soft prompt as a PEFT prompt-tuning adapter
   (``adapter_model.safetensors`` + ``adapter_config.json`` + ``README.md``), loadable with
   ``peft.PeftModel.from_pretrained(base_model, "RUN/best/peft")``.
 
 PEFT places its virtual tokens *before* the whole input; promptopt puts them where the run's
-``position`` says (default ``answer``: at the answer cue, just before the prompt's last token,
-the newline that opens the assistant's turn; ``suffix``: at the end of the user message). The export carries the tensor faithfully,
+``position`` says (default ``reply``: the first tokens of the assistant's reply; ``answer``: at the
+answer cue, just before the newline that opens the assistant's turn; ``suffix``: at the end of the
+user message). The export carries the tensor faithfully,
 but unless ``position = "prefix"`` a PEFT model does not see it in the place it was optimised
 for, so its answers will differ. (Run directories that predate the ``position`` record were
 ``suffix`` runs.)
@@ -72,6 +75,42 @@ def export_history(run_dir: str | Path) -> Path:
     _load_best(run_dir)
     path = run_dir / "history.parquet"
     atomic_write(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
+    return path
+
+
+# -- scores.csv ---------------------------------------------------------------------------------------------------
+
+SCORE_COLUMNS = ("run", "target_code", "target_name", "target_source", "model", "optimizer", "seed", "method",
+                 "wording", "dimension", "score", "target", "constant", "abs_error", "l1")
+
+
+def scores_frame(summary: dict[str, Any], config: dict[str, Any] | None, run: str) -> pd.DataFrame:
+    """One row per (method, dimension) of a finished run: the long table a paper's analysis starts from.
+    ``constant`` is the scorer's C for that dimension (None for a config.json without it)."""
+    target = summary["target"]
+    constants = ((config or {}).get("scorer") or {}).get("constants") or {}
+    methods = [("naive", summary["naive_dimensions"], summary["naive_loss"]),
+               ("ICL", summary.get("icl_dimensions"), summary.get("icl_loss")),
+               ("aligned", summary["dimensions"], summary["loss"])]
+    rows = [{"run": run, "target_code": target["code"], "target_name": target["name"], "target_source": target["source"],
+             "model": summary.get("model"), "optimizer": summary.get("optimizer"), "seed": summary.get("seed"),
+             "method": method, "wording": "main", "dimension": d, "score": scores[d], "target": goal,
+             "constant": constants.get(d), "abs_error": abs(scores[d] - goal), "l1": l1}
+            for method, scores, l1 in methods if scores for d, goal in target["scores"].items()]
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+def export_scores(run_dir: str | Path) -> Path:
+    """RUN/summary.json (+ config.json's constants) -> RUN/scores.csv; returns its path."""
+    run_dir = _run_dir(run_dir)
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
+    config_file = run_dir / "config.json"
+    frame = scores_frame(read_json(summary_file), read_json(config_file) if config_file.is_file() else None,
+                         run_dir.name)
+    path = run_dir / "scores.csv"
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return path
 
 
@@ -206,6 +245,13 @@ model = PeftModel.from_pretrained(base_model, "{run_dir / 'best' / 'peft'}")
 """
 
 
+def check_base_model(base_model_name_or_path: str | None) -> None:
+    """None (the run's own model) or a non-empty id/path: checked before `promptopt export` writes anything."""
+    if base_model_name_or_path is not None and not base_model_name_or_path.strip():
+        raise UsageError("--base-model is empty; give the base model's Hugging Face id or path, or leave it out "
+                         "for the run's own model")
+
+
 def export_peft(run_dir: str | Path, base_model_name_or_path: str | None = None, *, out: str | Path | None = None,
                 dtype: torch.dtype = torch.float32, num_layers: int | None = None,
                 num_attention_heads: int | None = None, revision: str | None = None) -> Path:
@@ -216,9 +262,7 @@ def export_peft(run_dir: str | Path, base_model_name_or_path: str | None = None,
     ``base_model_name_or_path`` defaults to the run's model (``smollm2`` -> its Hugging Face id).
     Returns the adapter directory.
     """
-    if base_model_name_or_path is not None and not base_model_name_or_path.strip():
-        raise UsageError("--base-model is empty; give the base model's Hugging Face id or path, or leave it out "
-                         "for the run's own model")
+    check_base_model(base_model_name_or_path)
     run_dir = _run_dir(run_dir)
     soft, meta = _load_best(run_dir)
     if base_model_name_or_path is None:

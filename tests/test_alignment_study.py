@@ -251,3 +251,19 @@ def test_limitations_count_the_countries_where_the_bare_model_is_worse_than_the_
     text = "\n".join(study._limitations_section(cells, s["table"], s["countries"], s["optimizers"]))
     assert "The bare model is further from the target than that in 1 of 2 countries (US)" in text
     assert "On the 1 countries never used for a choice (JP), the mean change vs naive per run: de -66.7% (n=1)" in text
+
+
+def test_the_studys_long_table_has_every_cells_scores_on_both_wordings_and_each_baseline_once():
+    study = _load()
+    cells = [_cell(0, 9.0, 41.0), _cell(1, 3.0, 45.0)]
+    for c in cells:
+        c["alt_dimensions"] = {"PDI": 60.0, "IDV": 55.0}
+        c["alt_naive_dimensions"] = {"PDI": 52.0, "IDV": 48.0}
+    cells[1]["icl_dimensions"] = {"PDI": 70.0, "IDV": 40.0}
+    rows = study.scores_rows(cells)
+    key = [(r["method"], r["wording"], r["seed"]) for r in rows]
+    assert key.count(("naive", "main", None)) == 2 and key.count(("naive", "alternate", None)) == 2   # one per dimension
+    assert key.count(("ICL", "main", None)) == 2                       # from the cell that holds it
+    assert key.count(("aligned", "alternate", 1)) == 2 and len(rows) == 2 * (2 + 1 + 2 * 2)
+    pdi = next(r for r in rows if r["method"] == "aligned" and r["seed"] == 1 and r["dimension"] == "PDI" and r["wording"] == "main")
+    assert (pdi["score"], pdi["target"], pdi["constant"]) == (45.0, 40.0, 50.0)

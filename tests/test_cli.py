@@ -120,6 +120,11 @@ def test_evaluate_naive_icl_and_saved_soft_prompt_as_json(tmp_path):
     assert results["naive"]["loss"] == pytest.approx(summary["naive_loss"], abs=1e-4)
     assert results["soft"]["loss"] == pytest.approx(summary["loss"], abs=1e-4)
     assert results["icl"]["loss"] != results["naive"]["loss"]
+    # each result restates how it was scored: the constants, the run's settings, the ICL text, the software
+    assert results["icl"]["system_prompt"] == summary["icl_system_prompt"] and results["naive"]["system_prompt"] is None
+    assert results["soft"]["constants"] == {d: 50.0 for d in results["soft"]["dimensions"]}
+    assert results["soft"]["scoring"]["position"] == json.loads((tmp_path / "r" / "config.json").read_text())["config"]["position"]
+    assert results["naive"]["versions"]["torch"] == torch.__version__
 
 
 def test_list_and_plugins_show_what_is_registered_and_by_whom():

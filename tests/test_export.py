@@ -131,3 +131,32 @@ def test_an_empty_base_model_is_refused_and_nothing_is_written(run_dir, base):
     code, _, err = invoke(["export", str(run_dir), "--base-model", base])
     assert code == 2 and "--base-model is empty" in err and err.count("\n") == 1, err
     assert not (run_dir / "best" / "peft").exists()
+
+
+def test_scores_csv_is_tidy_and_adds_up_to_each_methods_l1(tmp_path):
+    from conftest import finished_tiny_run
+
+    from promptopt.export import SCORE_COLUMNS, export_scores
+
+    run = finished_tiny_run(tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    frame = pd.read_csv(export_scores(run))
+    assert tuple(frame.columns) == SCORE_COLUMNS
+    methods = ["naive", "ICL", "aligned"] if summary["icl_dimensions"] else ["naive", "aligned"]
+    assert list(frame["method"].unique()) == methods and len(frame) == 6 * len(methods)
+    assert set(frame["run"]) == {"run"} and set(frame["target_code"]) == {"US"} and set(frame["constant"]) == {50.0}
+    aligned = frame[frame["method"] == "aligned"].set_index("dimension")
+    assert aligned["score"].to_dict() == pytest.approx(summary["dimensions"])
+    # the dimension rows of a method give its L1 (summary.json rounds scores to 3 decimals)
+    for method, rows in frame.groupby("method"):
+        assert rows["abs_error"].mean() == pytest.approx(rows["l1"].iloc[0], abs=1e-3), method
+    assert not list(run.glob(".scores.csv*")), "temp file left behind"
+
+
+def test_scores_of_an_unfinished_run_is_a_clear_error(run_dir):
+    from promptopt.errors import CheckpointError
+    from promptopt.export import export_scores
+
+    with pytest.raises(CheckpointError, match="has no summary.json: the run has not finished"):
+        export_scores(run_dir)
+    assert not (run_dir / "scores.csv").exists()
