@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -92,10 +94,21 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
         tensors["_empty"] = torch.zeros(0)
     current = run_dir / CHECKPOINT
 
-    def keep_previous() -> None:  # only once the new one is complete: a stop mid-save leaves both
+    def keep_previous() -> None:
+        """Only once the new one is complete, copy (hard-link) the current checkpoint to .prev, so that at
+        every moment of a save, a stop included, checkpoint.safetensors exists: moving it aside instead
+        would leave a window with none."""
         if current.exists():
-            current.replace(run_dir / PREVIOUS)
+            atomic_write(run_dir / PREVIOUS, lambda tmp: _link_or_copy(current, Path(tmp)))
     atomic_write(current, lambda tmp: save_file(tensors, tmp, metadata=meta), before_rename=keep_previous)
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    dest.unlink()   # atomic_write's empty temp file: the link takes its name
+    try:
+        os.link(source, dest)
+    except OSError:   # a file system without hard links
+        shutil.copyfile(source, dest)
 
 
 def _read(path: Path) -> dict[str, Any]:

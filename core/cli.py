@@ -202,12 +202,12 @@ def report(run_dir, out) -> None:
 def export(run_dir, base_model) -> None:
     """Write history.parquet, scores.csv (tidy: one row per method and dimension) and the best soft prompt
     as a PEFT prompt-tuning adapter (best/peft/)."""
-    from .export import check_base_model, export_history, export_peft, export_scores
+    from .export import check_base_model, check_finished, export_history, export_peft, export_scores
 
     check_base_model(base_model)
-    click.echo(f"wrote {export_scores(run_dir)}")   # first: it refuses an unfinished run before anything is written
-
+    check_finished(run_dir)   # a damaged or unfinished run: one line, and nothing written
     click.echo(f"wrote {export_history(run_dir)}")
+    click.echo(f"wrote {export_scores(run_dir)}")
     click.echo(f"wrote {export_peft(run_dir, base_model)}/ (PEFT prepends its virtual tokens; see its README.md)")
 
 

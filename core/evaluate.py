@@ -44,6 +44,9 @@ def saved_scoring(path: str | Path) -> tuple[dict[str, Any], Path | None]:
         saved = json.loads(config_file.read_text())["config"]
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{config_file} is not a readable run config ({exc})") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{config_file} holds a \"config\" that is not a table of the run's options; restore "
+                              "the file `promptopt run` wrote, or give the settings as flags")
     return {k: saved[k] for k in SCORING_SETTINGS if k in saved}, config_file
 
 

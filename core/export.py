@@ -100,6 +100,19 @@ def scores_frame(summary: dict[str, Any], config: dict[str, Any] | None, run: st
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
 
 
+def check_finished(run_dir: str | Path) -> None:
+    """Everything `promptopt export` reads, read once before it writes anything: history.csv, best/ and
+    summary.json, so a damaged or unfinished run leaves no file of the export behind."""
+    run_dir = _run_dir(run_dir)
+    if not (run_dir / "history.csv").is_file():
+        raise CheckpointError(f"{run_dir} has no history.csv; is it a promptopt run directory?")
+    read_history(run_dir / "history.csv")
+    _load_best(run_dir)
+    if not (run_dir / "summary.json").is_file():
+        raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
+    read_json(run_dir / "summary.json")
+
+
 def export_scores(run_dir: str | Path) -> Path:
     """RUN/summary.json (+ config.json's constants) -> RUN/scores.csv; returns its path."""
     run_dir = _run_dir(run_dir)

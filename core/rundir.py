@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,20 +24,36 @@ from .errors import CheckpointError, RunInUseError, one_line
 def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callable[[], None] | None = None) -> None:
     """Call write(tmp_path) for a temp file beside path, then rename it over path; ``before_rename``
     runs in between (e.g. to move the old file aside only once the new one is complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as any file
         if before_rename is not None:
             before_rename()
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename == tmp:
-            exc.filename = str(path)  # the user knows the file, not its temp name
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and isinstance(exc.filename, str) and Path(exc.filename).name.startswith(f".{path.name}."):
+            exc.filename = str(path)  # the user knows the file, not its temp name (mkstemp's or ours)
         raise
+
+
+# the temp file atomic_write makes beside NAME: ".NAME." and mkstemp's 8 random characters
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}")
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Temp files a killed process left in run_dir and run_dir/best (kill -9 runs no cleanup); called
+    with the lock held, when no other process can be writing them."""
+    stale = [p for d in (run_dir, run_dir / "best") if d.is_dir() for p in d.iterdir()
+             if _TEMP.fullmatch(p.name) and p.name != LOCK and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:
@@ -70,6 +87,7 @@ def locked(run_dir: Path) -> Iterator[None]:
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
+        remove_stale_temps(run_dir)
         try:
             yield
         finally:
@@ -155,6 +173,12 @@ def read_history(path: Path, columns: tuple[str, ...] = ("generation", "best_los
     wrong = [c for c in columns if len(frame) and not pd.api.types.is_numeric_dtype(frame[c])]
     if wrong:
         raise CheckpointError(f"{path} has non-numeric values in {', '.join(wrong)}; {right}")
+    gaps = frame.isna().any(axis=1)
+    if gaps.any():   # every value of a row is written at once: a gap is a cut-off or edited file
+        row = int(gaps.to_numpy().nonzero()[0][0])
+        missing = ", ".join(str(c) for c in frame.columns[frame.iloc[row].isna().to_numpy()])
+        raise CheckpointError(f"{path} row {row + 1} has no value for {missing}: the file is cut off or "
+                              f"edited; {right}")
     return frame
 
 

@@ -304,8 +304,10 @@ def _kept(run_dir: Path) -> str:
     """What a stopped run has to resume from: finished generations, only its baselines, or nothing yet."""
     if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
         return "has no checkpoint yet (it stopped before its baselines were scored) and will start again"
-    history = run_dir / "history.csv"
-    done = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+    try:   # what a resume starts from: the checkpoint's count (history.csv can be one generation ahead)
+        done = len(load_checkpoint(run_dir, warn=lambda _: None)["history"])
+    except (CheckpointError, KeyError, TypeError):
+        return "has a damaged checkpoint; `promptopt runs` says more"
     return f"keeps its {_finished(done)}" if done else "keeps its baselines"
 
 
@@ -410,6 +412,9 @@ def resume(run_dir: str | Path, host: PluginHost | None = None, overrides: dict[
     if not (run_dir / "config.json").exists():   # checked before the lock, which would leave a file
         raise UsageError(f"{run_dir} is not a run directory (no config.json); give a directory written by "
                          "`promptopt run`")
+    if not os.access(run_dir, os.W_OK | os.X_OK):   # before the model loads: a resume writes every generation
+        raise UsageError(f"{run_dir} is not writable, so the run cannot be continued there; fix its permissions, "
+                         "or copy the directory somewhere writable and resume the copy")
     try:
         with locked(run_dir):
             return _resume(run_dir, host, overrides, progress, echo, warn)
@@ -441,6 +446,11 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
     config = RunConfig(**config_from_mapping({**saved, **overrides}, where=str(run_dir / "config.json"))).validate()
     check_cluster(config)
     if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
+        results = [name for name in ("history.csv", "summary.json", "best") if (run_dir / name).exists()]
+        if results:   # the checkpoints were deleted or lost: starting again would overwrite these
+            raise CheckpointError(f"the run in {run_dir} has no checkpoint ({CHECKPOINT} or {PREVIOUS}) but has "
+                                  f"{', '.join(results)}, so it cannot be continued and starting it again would "
+                                  "overwrite them; restore the checkpoint, or start a new run with another --out")
         # stopped before its first checkpoint (during the baselines): nothing to lose, start it again
         echo(f"{run_dir} stopped before its first checkpoint; starting it again from its config")
         return _start(config, host, run_dir, progress, echo)
@@ -449,7 +459,7 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
     done = int(history[-1]["evaluations"]) if history else 0
     finished = (run_dir / "summary.json").exists()
     if finished and (reason := stop_reason(config, done, history, checkpoint["best_loss"], checkpoint["elapsed"])):
-        why, right = _finished_by(config, reason, done)
+        why, right = _finished_by(config, reason, done, len(history))
         if any(name in overrides for name in STOPPING_RULES):   # asked to go further, but that is spent
             raise UsageError(f"the run in {run_dir} has finished: it {why}; to continue it, {right}")
         # a plain resume of a finished run (one killed while writing its report, say) writes its
@@ -487,14 +497,15 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
     return _optimise(host, session, state, progress, echo, going_on)
 
 
-def _finished_by(config: RunConfig, reason: str, done: int) -> tuple[str, str]:
-    """What stopped a finished run, and the flag that would let it go further."""
+def _finished_by(config: RunConfig, reason: str, done: int, generations: int) -> tuple[str, str]:
+    """What stopped a finished run (``done`` evaluations in ``generations``), and the flag that would let
+    it go further: counted from what it ran, not from a smaller limit given now."""
     if reason == "budget":
-        return (f"spent its budget ({done} of {config.total_evaluations} evaluations)",
-                f"give --budget above {done} (or more --generations)")
+        return (f"spent its budget ({done} evaluations, the budget {config.total_evaluations})",
+                f"give --budget above {done} (or --generations above {generations})")
     if reason == "generations":
-        return (f"ran its --generations {config.generations} ({done} evaluations)",
-                f"give --generations above {config.generations} (or --budget above {done})")
+        return (f"ran {generations} generations ({done} evaluations), which --generations {config.generations} "
+                "does not exceed", f"give --generations above {generations} (or --budget above {done})")
     if reason == "target_loss":
         return f"reached --target-loss {config.target_loss}", "give a lower --target-loss"
     if reason == "patience":

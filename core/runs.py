@@ -48,6 +48,11 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
                    of=meta.get("evaluations"))
         if (run_dir / "summary.json").exists():
             summary = read_json(run_dir / "summary.json")
+            wrong = [k for k in ("loss", "naive_loss", "evaluations")
+                     if not isinstance(summary.get(k), (int, float)) or isinstance(summary.get(k), bool)]
+            if wrong:
+                raise CheckpointError(f"{run_dir}/summary.json has no number for {', '.join(wrong)}; restore the "
+                                      "file `promptopt run` wrote, or `promptopt run --resume` it to write it again")
             row.update(status="finished", stop_reason=summary.get("stop_reason"),
                        evaluations=summary.get("evaluations"), loss=summary.get("loss"),
                        naive_loss=summary.get("naive_loss"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -79,6 +80,14 @@ def test_evaluate_names_the_shape_found_and_the_shape_the_model_takes(tmp_path):
     assert "(?)" not in err
 
 
+@pytest.mark.parametrize("config", ["null", '"a string"', "[1, 2]"])
+def test_evaluate_names_a_config_json_whose_config_is_not_a_table(run, config):
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(saved)[:-1] + f', "config": {config}}}')
+    code, _, err = evaluate(run)
+    assert_one_line_error(code, err, "config.json", "not a table of the run's options")
+
+
 def test_evaluate_names_a_malformed_metadata_json(run):
     (run / "best" / "metadata.json").write_text("{bad")
     code, _, err = evaluate(run)
@@ -93,6 +102,9 @@ def damage(run, name: str) -> None:
         (run / "history.csv").write_text('garbage \n"unterminated\n')
     elif name == "empty history":
         (run / "history.csv").write_text("")
+    elif name == "cut-off history":   # a copy or a disk that stopped mid-row
+        text = (run / "history.csv").read_text()
+        (run / "history.csv").write_text(text[:text.rstrip().rfind(",")])
     elif name == "summary list":
         (run / "summary.json").write_text("[1, 2]")
     elif name == "summary without naive_dimensions":
@@ -102,6 +114,7 @@ def damage(run, name: str) -> None:
 
 REPORT_DAMAGE = {"corrupt history": ("history.csv", "not a readable CSV"),
                  "empty history": ("history.csv", "is empty"),
+                 "cut-off history": ("history.csv", "has no value for", "cut off or edited"),
                  "summary list": ("summary.json", "JSON list, not an object"),
                  "summary without naive_dimensions": ("summary.json", "lacks naive_dimensions")}
 
@@ -126,11 +139,12 @@ def test_report_out_under_a_file_is_a_one_line_error(run, tmp_path):
 
 def assert_nothing_exported(run) -> None:
     assert not (run / "history.parquet").exists(), "history.parquet written before the error"
+    assert not (run / "scores.csv").exists(), "scores.csv written before the error"
     assert not (run / "best" / "peft").exists()
     assert not list(run.rglob(".*.*")), "temp file left behind"
 
 
-@pytest.mark.parametrize("name", ["corrupt history", "empty history"])
+@pytest.mark.parametrize("name", ["corrupt history", "empty history", "cut-off history", "summary list"])
 def test_export_of_a_damaged_history_names_the_file_and_writes_nothing(run, name):
     damage(run, name)
     code, _, err = invoke(["export", str(run)])

@@ -63,3 +63,37 @@ def test_a_stop_while_a_checkpoint_is_written_keeps_the_newest_and_leaves_no_tem
         save_checkpoint(tmp_path, {"generation": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.safetensors", "checkpoint.safetensors"]
     assert load_checkpoint(tmp_path)["generation"] == 2
+
+
+def test_a_stop_at_any_step_of_a_save_leaves_a_newest_checkpoint_that_loads(tmp_path, monkeypatch):
+    import promptopt.checkpoint as checkpoint
+
+    save_checkpoint(tmp_path, {"generation": 1})
+    save_checkpoint(tmp_path, {"generation": 2})
+    real_link = checkpoint._link_or_copy
+
+    def then_ctrl_c(source, dest):   # the old checkpoint copied to .prev, the new one not yet renamed in
+        real_link(source, dest)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "_link_or_copy", then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, {"generation": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.safetensors", "checkpoint.safetensors"]
+    assert load_checkpoint(tmp_path)["generation"] == 2   # moved aside, it would have been gone
+    monkeypatch.setattr(checkpoint, "_link_or_copy", real_link)
+    save_checkpoint(tmp_path, {"generation": 3})
+    assert load_checkpoint(tmp_path)["generation"] == 3
+    assert checkpoint._read(tmp_path / "checkpoint.prev.safetensors")["generation"] == 2
+
+
+def test_taking_the_lock_clears_the_temp_files_a_killed_process_left(tmp_path):
+    from promptopt.rundir import locked
+
+    (tmp_path / "best").mkdir()
+    stale = [tmp_path / ".history.csv.ab3_x9zq", tmp_path / "best" / ".soft_prompt.safetensors.k2j3h4g5"]
+    kept = [tmp_path / ".notes", tmp_path / "history.csv", tmp_path / ".history.csv.not-a-temp-name"]
+    for p in stale + kept:
+        p.write_text("x")
+    with locked(tmp_path):
+        assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

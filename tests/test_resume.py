@@ -213,7 +213,7 @@ def test_a_finished_run_goes_further_only_with_a_larger_limit_and_sets_its_old_r
     quiet = dict(progress=False, echo=lambda s: None)
     run(build_config(None, **{**ARGS, "generations": 2}), PluginHost(load_entrypoints=False), run_dir, **quiet)
     code, _, err = invoke(["run", "--resume", str(run_dir), "--generations", "2", "--quiet"])
-    assert code == 2 and "has finished: it ran its --generations 2 (12 evaluations)" in err, err
+    assert code == 2 and "has finished: it ran 2 generations (12 evaluations), which --generations 2 does not exceed" in err, err
     assert "give --generations above 2 (or --budget above 12)" in err
     code, _, err = invoke(["run", "--resume", str(run_dir), "--quiet"])   # a plain resume writes the same again
     assert code == 0 and "writing its results again" in err and not (run_dir / "finished-at-12").exists()
@@ -249,7 +249,7 @@ def test_a_stopped_run_past_a_smaller_new_budget_is_refused_and_one_at_its_count
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["evaluations"], summary["stop_reason"]) == (18, "budget")
     code, _, err = invoke(["run", "--resume", str(run_dir), "--budget", "18", "--quiet"])
-    assert code == 2 and "has finished: it spent its budget (18 of 18 evaluations)" in err, err
+    assert code == 2 and "has finished: it spent its budget (18 evaluations, the budget 18)" in err, err
 
 
 def test_a_finished_run_names_the_rule_that_stopped_it(tmp_path):
@@ -338,3 +338,42 @@ def test_the_cli_puts_back_the_callers_signal_handlers_when_it_returns():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_results(tmp_path, finished):
+    from conftest import finished_tiny_run
+
+    run_dir = finished_tiny_run(tmp_path / "r")
+    if not finished:
+        (run_dir / "summary.json").unlink()
+    for name in ("checkpoint.safetensors", "checkpoint.prev.safetensors"):
+        (run_dir / name).unlink(missing_ok=True)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != ".lock"}
+    code, out, err = invoke(["run", "--resume", str(run_dir)])
+    assert code == 2 and err.count("\n") == 1 and "has no checkpoint" in err and "history.csv" in err, err
+    assert "would overwrite them" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != ".lock"} == before
+
+
+def test_resuming_a_directory_that_cannot_be_written_fails_before_the_model_loads(tmp_path, monkeypatch):
+    from conftest import finished_tiny_run
+
+    from promptopt import host as host_module, runner
+
+    run_dir = finished_tiny_run(tmp_path / "r")
+    real_access = os.access
+    monkeypatch.setattr(runner.os, "access",   # readable, not writable: as a read-only mount or chmod 555 (not as root)
+                        lambda p, mode, **kw: not (mode & os.W_OK) if str(p) == str(run_dir) else real_access(p, mode, **kw))
+    monkeypatch.setattr(host_module.PluginHost, "create_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, _, err = invoke(["run", "--resume", str(run_dir)])
+    assert code == 2 and err.count("\n") == 1 and f"{run_dir} is not writable" in err, err
+
+
+def test_a_smaller_limit_on_a_finished_run_is_told_with_what_the_run_did(tmp_path):
+    run_dir = tmp_path / "run"
+    run(build_config(None, **{**ARGS, "generations": 3}), PluginHost(load_entrypoints=False), run_dir,
+        progress=False, echo=lambda s: None)
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--generations", "2", "--quiet"])
+    assert code == 2 and "it ran 3 generations (18 evaluations), which --generations 2 does not exceed" in err, err
+    assert "give --generations above 3 (or --budget above 18)" in err

@@ -100,3 +100,17 @@ def test_a_default_run_directory_and_its_row_name_the_resolved_target_code(tmp_p
     (made,) = (tmp_path / "runs").iterdir()
     assert made.name.endswith("-ng-TwoPointsDE-SA"), made.name
     assert rows_of(made)[made.name]["country"] == "SA"
+
+
+@pytest.mark.parametrize("field, value", [("loss", "8.9"), ("naive_loss", None), ("evaluations", True)])
+def test_a_summary_without_its_numbers_is_a_damaged_row_not_a_failed_listing(folder, tmp_path, field, value):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(folder / "done", bad)
+    summary = json.loads((bad / "summary.json").read_text())
+    (bad / "summary.json").write_text(json.dumps({**summary, field: value}))
+    rows = rows_of(folder, bad)
+    assert rows["bad"]["status"] == f"damaged: {bad}/summary.json has no number for {field}; restore the file " \
+                                    "`promptopt run` wrote, or `promptopt run --resume` it to write it again"
+    assert rows["done"]["status"] == "finished" and rows["cut"]["status"] == "stopped"
