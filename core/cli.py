@@ -302,6 +302,12 @@ def add_plugin_commands(h: PluginHost, group: click.Group) -> None:
 
 
 def _stop_on_signal(signum: int, frame) -> None:
+    """The first SIGTERM or SIGHUP stops the run; repeats (a scheduler that signals twice, a process
+    group's every member) are ignored until main() restores the handlers, so they cannot cut the
+    clean-up (checkpoint, temp files, the stop message) short."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     raise Stopped(signum)
 
 
@@ -317,7 +323,7 @@ def _exit_stopped(exc: BaseException | None) -> None:
     sys.exit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, restore_signals: bool = True) -> None:
     # a scheduler's SIGTERM (preemption, scancel, kill) or a closed terminal's SIGHUP stops a run as
     # Ctrl-C does (checkpoint kept, temp files removed) instead of killing it mid-write
     previous = {}
@@ -326,9 +332,12 @@ def main(argv: list[str] | None = None) -> None:
             previous[sig] = signal.signal(sig, _stop_on_signal)
     try:
         _main(argv)
-    finally:  # as they were, for a caller that runs main() in its own process (tests, notebooks)
+    finally:  # as they were, for a caller that runs main() in its own process (tests, notebooks); the
+        # console script (restore_signals=False) keeps a stop signal's repeats ignored through its exit,
+        # which takes torch a while: a default handler back in place would let one kill it (status -15)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            if restore_signals or signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, handler)
 
 
 def _main(argv: list[str] | None) -> None:

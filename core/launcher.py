@@ -36,4 +36,4 @@ def _exit_now(signum: int, frame) -> None:
 def main(argv: list[str] | None = None) -> None:
     with exit_on_ctrl_c():
         from .cli import main as cli_main
-    cli_main(argv)
+    cli_main(argv, restore_signals=False)   # the process ends with it

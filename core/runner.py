@@ -37,7 +37,7 @@ from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
 from .objective import SurveyObjective
 from .report import summary_warnings
-from .rundir import locked, write_history, write_json, write_soft_prompt
+from .rundir import locked, read_json, write_history, write_json, write_soft_prompt
 from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
 from .validation import batch_problem, check_hyper
 
@@ -457,9 +457,13 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
     checkpoint = load_checkpoint(run_dir, warn=warn)
     history = checkpoint["history"]
     done = int(history[-1]["evaluations"]) if history else 0
-    finished = (run_dir / "summary.json").exists()
+    finished, ran = (run_dir / "summary.json").exists(), len(history)
+    if finished:   # counted from its results: a damaged newest checkpoint leaves the one before, behind them
+        ended = read_json(run_dir / "summary.json")
+        if isinstance(ended.get("evaluations"), int) and ended["evaluations"] > done:
+            done, ran = ended["evaluations"], int(ended.get("generations") or ran)
     if finished and (reason := stop_reason(config, done, history, checkpoint["best_loss"], checkpoint["elapsed"])):
-        why, right = _finished_by(config, reason, done, len(history))
+        why, right = _finished_by(config, reason, done, ran)
         if any(name in overrides for name in STOPPING_RULES):   # asked to go further, but that is spent
             raise UsageError(f"the run in {run_dir} has finished: it {why}; to continue it, {right}")
         # a plain resume of a finished run (one killed while writing its report, say) writes its

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint
 from .errors import CheckpointError
 from .rundir import is_locked, json_text, read_history, read_json
 
@@ -39,7 +39,7 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
                            "naive_loss": None, "loss": None, "change": None}
     try:
         meta = read_json(run_dir / "config.json")
-        config = meta.get("config") or {}
+        config = meta.get("config")
         if not isinstance(config, dict):
             raise CheckpointError(f"{run_dir}/config.json holds a \"config\" that is not a table of the run's "
                                   "options; restore the file `promptopt run` wrote")
@@ -65,10 +65,13 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
                                loss=float(history["best_loss"].iloc[-1]))
             if row["evaluations"] is None:
                 row["evaluations"] = 0
-            try:
-                row["naive_loss"] = load_checkpoint(run_dir, warn=lambda _: None)["naive"]["loss"]
-            except (CheckpointError, KeyError, TypeError):
-                pass  # stopped before its baselines were checkpointed: no naive score yet
+            if any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
+                # a checkpoint that does not load cannot be resumed: say so here, not at --resume
+                try:
+                    row["naive_loss"] = load_checkpoint(run_dir, warn=lambda _: None)["naive"]["loss"]
+                except (KeyError, TypeError):
+                    raise CheckpointError(f"{run_dir}'s checkpoint holds no naive baseline; restore it or start "
+                                          "a new run") from None
     except CheckpointError as exc:
         row["status"] = f"damaged: {exc}"
     if row["loss"] is not None and row["naive_loss"]:

@@ -111,8 +111,9 @@ LONG = {**ARGS, "generations": 100}   # about a second of generations, so a sign
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # exact resume is exact at a fixed thread count
 
 
-def signal_mid_run(run_dir, signame):
-    """Start `promptopt run` (LONG) in a child, send it the signal after its first generation; (status, stderr)."""
+def signal_mid_run(run_dir, signame, times: int = 1):
+    """Start `promptopt run` (LONG) in a child, send it the signal (``times`` times, 1 ms apart) after its
+    first generation; (status, stderr)."""
     cmd = [sys.executable, "-m", "promptopt", "run", "--model", "tiny", "--popsize", str(LONG["popsize"]),
            "--generations", str(LONG["generations"]), "--seed", str(LONG["seed"]), "--quiet", "--out", str(run_dir)]
     # a session of its own, so SIGINT is not ignored as it is in a shell's background jobs
@@ -122,7 +123,9 @@ def signal_mid_run(run_dir, signame):
     while time.time() < deadline and proc.poll() is None and not (run_dir / "checkpoint.prev.safetensors").exists():
         time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be signalled"
-    proc.send_signal(getattr(signal, signame))
+    for _ in range(times):
+        proc.send_signal(getattr(signal, signame))
+        time.sleep(0.001)
     _, err = proc.communicate(timeout=60)
     return proc.returncode, err.decode()
 
@@ -152,6 +155,13 @@ def test_sighup_and_ctrl_c_stop_as_sigterm_does_with_the_shells_status(tmp_path,
     run_dir = tmp_path / "run"
     code, err = signal_mid_run(run_dir, signame)
     assert code == status and said in err, err
+    assert_stopped_cleanly(run_dir, err)
+
+
+def test_a_repeated_sigterm_does_not_cut_the_clean_stop_short(tmp_path):
+    run_dir = tmp_path / "run"
+    code, err = signal_mid_run(run_dir, "SIGTERM", times=3)   # a scheduler that signals more than once
+    assert code == 143 and "stopped by SIGTERM" in err, err
     assert_stopped_cleanly(run_dir, err)
 
 
@@ -377,3 +387,17 @@ def test_a_smaller_limit_on_a_finished_run_is_told_with_what_the_run_did(tmp_pat
     code, _, err = invoke(["run", "--resume", str(run_dir), "--generations", "2", "--quiet"])
     assert code == 2 and "it ran 3 generations (18 evaluations), which --generations 2 does not exceed" in err, err
     assert "give --generations above 3 (or --budget above 18)" in err
+
+
+def test_a_finished_run_whose_newest_checkpoint_is_damaged_writes_its_results_again_from_the_one_before(tmp_path):
+    run_dir = tmp_path / "run"
+    run(build_config(None, **{**ARGS, "generations": 3}), PluginHost(load_entrypoints=False), run_dir,
+        progress=False, echo=lambda s: None)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "checkpoint.safetensors").write_bytes(b"cut off")   # the .prev one is a generation behind
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--quiet"])
+    assert code == 0, err
+    assert "has finished: it ran 3 generations (18 evaluations)" in err, err   # counted from its results, not the .prev
+    assert "writing its results again" in err and not list(run_dir.glob("finished-at-*"))
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert (again["loss"], again["evaluations"]) == (summary["loss"], summary["evaluations"])   # exact resume

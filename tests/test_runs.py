@@ -114,3 +114,26 @@ def test_a_summary_without_its_numbers_is_a_damaged_row_not_a_failed_listing(fol
     assert rows["bad"]["status"] == f"damaged: {bad}/summary.json has no number for {field}; restore the file " \
                                     "`promptopt run` wrote, or `promptopt run --resume` it to write it again"
     assert rows["done"]["status"] == "finished" and rows["cut"]["status"] == "stopped"
+
+
+def test_a_stopped_run_whose_checkpoints_do_not_load_is_damaged_not_resumable(folder, tmp_path):
+    import shutil
+
+    bad = tmp_path / "badckpt"
+    shutil.copytree(folder / "cut", bad)
+    for name in ("checkpoint.safetensors", "checkpoint.prev.safetensors"):
+        if (bad / name).exists():
+            (bad / name).write_bytes(b"cut off")
+    rows = rows_of(folder, bad)
+    assert rows["badckpt"]["status"].startswith("damaged: ") and "checkpoint" in rows["badckpt"]["status"]
+    assert rows["cut"]["status"] == "stopped"
+
+
+def test_a_config_json_whose_config_is_null_is_a_damaged_row(folder, tmp_path):
+    import shutil
+
+    odd = tmp_path / "nullconfig"
+    shutil.copytree(folder / "done", odd)
+    meta = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**meta, "config": None}))
+    assert rows_of(folder, odd)["nullconfig"]["status"].startswith("damaged: ")
