@@ -57,7 +57,7 @@ from promptopt.errors import PromptoptError, RunInUseError
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
 from promptopt.models.backend import DTYPES
-from promptopt import runner
+from promptopt import runner, session
 from promptopt.rundir import atomic_write, write_json
 
 SETTINGS = ("position", "tokens", "subspace", "radius", "basis", "init", "init_text", "dtype", "min_mass",
@@ -208,7 +208,7 @@ def run_or_resume(host: PluginHost, config, run_dir: Path) -> dict[str, Any]:
 def alternate_wording(host: PluginHost, config: RunConfig, run_dir: Path):
     """The held-out check: (the alternate-wording objective, the run's best soft prompt scored on it)."""
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
-    _, _, _, alt = runner.build_objective(host, config, backend, config.system_prompt, wording="alternate")
+    _, _, _, alt = session.build_objective(host, config, backend, config.system_prompt, wording="alternate")
     soft, _ = load_soft_prompt(run_dir)
     return alt, alt(soft[None])
 

@@ -14,7 +14,7 @@ import argparse
 
 from alignment_study import cached_models
 
-from promptopt import runner
+from promptopt import session
 from promptopt.config import build_config
 from promptopt.host import PluginHost
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             config = build_config(None, model=args.model, country=args.country, counterbalance=counterbalance,
                                   icl_baseline=False)
             backend = host.create_model(config.model)
-            objective = runner.build_objective(host, config, backend, wording=wording)[3]
+            objective = session.build_objective(host, config, backend, wording=wording)[3]
             bare = objective(None)
             means = bare.answers.expected[0]
             print(f"| {wording} | {'yes' if counterbalance else 'no'} | "

@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 import torch
 from alignment_study import cached_models
-from promptopt import runner
+from promptopt import session
 from promptopt.config import build_config
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
 host = cached_models(PluginHost(load_entrypoints=False))
 config = build_config(None, icl_baseline=False)
 backend = host.create_model(config.model)
-main = runner.build_objective(host, config, backend)[3]
-alt = runner.build_objective(host, config, backend, wording="alternate")[3]
+main = session.build_objective(host, config, backend)[3]
+alt = session.build_objective(host, config, backend, wording="alternate")[3]
 n_main, n_alt = main(None).answers.expected[0], alt(None).answers.expected[0]
 print("naive main vs alt item answers corr", float(torch.corrcoef(torch.stack([n_main, n_alt]))[0, 1]))
 for wording, means in (("main", n_main), ("alternate", n_alt)):

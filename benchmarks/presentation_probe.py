@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from alignment_study import alternate_wording, cached_models, run_or_resume  # noqa: E402
 
-from promptopt import runner  # noqa: E402
+from promptopt import session  # noqa: E402
 from promptopt.config import build_config  # noqa: E402
 from promptopt.evaluator import SoftPromptEvaluator  # noqa: E402
 from promptopt.host import PluginHost  # noqa: E402
@@ -81,7 +81,7 @@ def render(instrument, item, fmt):
     return "\n\n".join(parts)
 
 
-ORIGINAL = runner.build_objective
+ORIGINAL = session.build_objective
 CONTEXTS = 1
 PRESENTATIONS = FORMATS
 
@@ -99,7 +99,7 @@ def augmented(host, config, backend, system_prompt=None, wording="main"):
                                                        min_mass=config.min_mass)
 
 
-runner.build_objective = augmented
+session.build_objective = augmented
 
 
 def main():
@@ -125,7 +125,7 @@ def main():
             summary = run_or_resume(host, config, run_dir)
             CONTEXTS = 1
             backend = host.create_model(config.model)
-            _, _, _, main_obj = runner.build_objective(host, config, backend)
+            _, _, _, main_obj = session.build_objective(host, config, backend)
             from promptopt.evaluate import load_soft_prompt
             soft, _ = load_soft_prompt(run_dir)
             m = main_obj(soft[None])

@@ -132,7 +132,7 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
 def validate(config_file) -> None:
     """Check a run config file: keys, types, values, and that every name it uses resolves."""
     from .config import build_config
-    from .runner import check_optimizer, check_survey
+    from .session import check_optimizer, check_survey
 
     config = build_config(config_file)
     h = host()

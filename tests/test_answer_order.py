@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import load_benchmark
-from promptopt import runner
+from promptopt import session
 from promptopt.config import build_config
 from promptopt.host import PluginHost
 
@@ -21,5 +21,5 @@ def test_one_row_per_wording_and_order_with_the_bare_models_loss(capsys):
     for row, (wording, counterbalance) in zip(rows, [("main", False), ("main", True), ("alternate", False),
                                                      ("alternate", True)]):
         config = build_config(None, model="tiny", country="JP", counterbalance=counterbalance, icl_baseline=False)
-        objective = runner.build_objective(host, config, host.create_model("tiny"), wording=wording)[3]
+        objective = session.build_objective(host, config, host.create_model("tiny"), wording=wording)[3]
         assert float(row[8]) == pytest.approx(float(objective(None).loss[0]), abs=0.006)

@@ -150,7 +150,7 @@ def test_a_run_whose_optimizer_cannot_save_state_runs_but_refuses_to_resume(tmp_
 def test_init_screen_starts_at_the_punctuation_token_with_the_lowest_fitness(tmp_path):
     from promptopt.config import build_config
     from promptopt.host import PluginHost
-    from promptopt.runner import build_objective
+    from promptopt.session import build_objective
     from promptopt.softprompt import punctuation_ids
 
     out = tmp_path / "r"

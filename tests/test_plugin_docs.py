@@ -60,5 +60,5 @@ def test_the_optimizer_constructor_example_is_built_and_its_hyper_checked_as_in_
     with pytest.raises(UsageError, match="stpe"):
         check_hyper("walk", walk, {"stpe": 0.2})
     opt = walk(4, bounds=(torch.full((4,), -1.0), torch.ones(4)), popsize=3, seed=1, device="cpu",
-               x0=torch.zeros(4), step=0.2)   # as runner.make_optimizer calls it: no dtype
+               x0=torch.zeros(4), step=0.2)   # as session.make_optimizer calls it: no dtype
     assert (opt.step, opt.dtype, opt.popsize) == (0.2, torch.float32, 3)

@@ -79,7 +79,7 @@ def test_a_ray_address_nothing_listens_on_fails_at_once_before_the_model_loads(t
 def test_a_worker_given_the_drivers_init_tokens_builds_its_space_without_redoing_the_screening(monkeypatch):
     """--init screen scores a population before the search; each Ray actor gets the driver's
     pick instead of scoring it again (plain Python: no Ray needed)."""
-    from promptopt import runner
+    from promptopt import runner, session
     from promptopt.config import RunConfig
     from promptopt.distributed import SurveyWorker, space_fingerprint
     from promptopt.host import PluginHost
@@ -90,7 +90,7 @@ def test_a_worker_given_the_drivers_init_tokens_builds_its_space_without_redoing
     def screening(*args, **kwargs):
         raise AssertionError("the worker screened again")
 
-    monkeypatch.setattr(runner, "fittest_tokens", screening)
+    monkeypatch.setattr(session, "fittest_tokens", screening)
     worker = SurveyWorker(config, init_tokens=driver.space.init_tokens)
     assert worker.session.space.init_tokens == driver.space.init_tokens
     assert space_fingerprint(worker.session.space) == space_fingerprint(driver.space)

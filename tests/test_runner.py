@@ -13,7 +13,8 @@ from promptopt.evaluator import SoftPromptEvaluator
 from promptopt.host import PluginHost
 from promptopt.objective import SurveyObjective
 from promptopt.optimizers import DifferentialEvolution
-from promptopt.runner import build_objective, run
+from promptopt.runner import run
+from promptopt.session import build_objective
 
 
 def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_final_prompt_keep_it(tmp_path, monkeypatch):
@@ -165,23 +166,25 @@ def test_a_run_config_built_in_python_is_checked_before_any_model_loads(tmp_path
 def test_versions_record_every_distribution_the_numbers_depend_on_and_the_source_commit(monkeypatch):
     from importlib.metadata import version
 
-    from promptopt import runner
+    from promptopt import provenance
 
-    found = runner.versions()
+    found = provenance.versions()
     assert found["numpy"] == version("numpy") and found["cma"] == version("cma") and found["nevergrad"] == version("nevergrad")
-    monkeypatch.setattr(runner, "source_commit", lambda: "abc123+dirty")
-    assert runner.versions()["promptopt_commit"] == "abc123+dirty"
-    monkeypatch.setattr(runner, "source_commit", lambda: None)   # outside a git checkout: left out
-    assert "promptopt_commit" not in runner.versions()
+    monkeypatch.setattr(provenance, "source_commit", lambda: "abc123+dirty")
+    assert provenance.versions()["promptopt_commit"] == "abc123+dirty"
+    monkeypatch.setattr(provenance, "source_commit", lambda: None)   # outside a git checkout: left out
+    assert "promptopt_commit" not in provenance.versions()
 
 
 def test_the_source_commit_is_head_with_dirty_marked():
     import subprocess
 
-    from promptopt import runner
+    from pathlib import Path
 
-    head = subprocess.run(["git", "-C", str(runner.Path(runner.__file__).parent), "rev-parse", "HEAD"],
+    from promptopt import provenance
+
+    head = subprocess.run(["git", "-C", str(Path(provenance.__file__).parent), "rev-parse", "HEAD"],
                           capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("promptopt's source is not in a git checkout here")
-    assert runner.source_commit().removesuffix("+dirty") == head.stdout.strip()
+    assert provenance.source_commit().removesuffix("+dirty") == head.stdout.strip()
