@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, PromptoptError, UsageError
+from .report import read_summary
 from .rundir import atomic_write, read_history, read_json, read_soft_prompt, write_json
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -108,19 +109,14 @@ def check_finished(run_dir: str | Path) -> None:
         raise CheckpointError(f"{run_dir} has no history.csv; is it a promptopt run directory?")
     read_history(run_dir / "history.csv")
     _load_best(run_dir)
-    if not (run_dir / "summary.json").is_file():
-        raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
-    read_json(run_dir / "summary.json")
+    read_summary(run_dir)
 
 
 def export_scores(run_dir: str | Path) -> Path:
     """RUN/summary.json (+ config.json's constants) -> RUN/scores.csv; returns its path."""
     run_dir = _run_dir(run_dir)
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
-        raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
     config_file = run_dir / "config.json"
-    frame = scores_frame(read_json(summary_file), read_json(config_file) if config_file.is_file() else None,
+    frame = scores_frame(read_summary(run_dir), read_json(config_file) if config_file.is_file() else None,
                          run_dir.name)
     path = run_dir / "scores.csv"
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -28,14 +28,21 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run directory")
+    summary = read_summary(run_dir)
+    history_file = run_dir / "history.csv"
+    history = read_history(history_file) if history_file.is_file() else None
+    return summary, history
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A finished run's summary.json, checked as its readers (report, export) need it: one line naming
+    what is missing or wrong."""
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
         raise CheckpointError(f"{run_dir} has no summary.json: the run has not finished (or this is not a run)")
     summary = read_json(summary_file)
     _check_summary(summary, summary_file)
-    history_file = run_dir / "history.csv"
-    history = read_history(history_file) if history_file.is_file() else None
-    return summary, history
+    return summary
 
 
 def _is_number(value: Any) -> bool:

@@ -50,7 +50,7 @@ def remove_stale_temps(run_dir: Path) -> list[Path]:
     """Temp files a killed process left in run_dir and run_dir/best (kill -9 runs no cleanup); called
     with the lock held, when no other process can be writing them."""
     stale = [p for d in (run_dir, run_dir / "best") if d.is_dir() for p in d.iterdir()
-             if _TEMP.fullmatch(p.name) and p.name != LOCK and p.is_file()]
+             if _TEMP.fullmatch(p.name) and p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
