@@ -2,7 +2,9 @@
 
 The alignment study's report opens with these, so whoever reads docs/RESULTS.md sees the verdict
 the cells give, not one written by hand. Statistics as the issue states them: per country the
-median over seeds; "over countries" the median of those medians.
+median over seeds; "over countries" the median of those medians. Each optimizer line also gives
+a paired test over the countries (one-sided Wilcoxon signed-rank on the per-country medians), so
+a reader can tell a margin from noise; the line itself is decided as the issue states it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from typing import Any
+
+from scipy.stats import wilcoxon
 
 FLAGSHIP = "de"
 REFERENCE_COUNTRIES = ("SA", "US", "CN", "IN")   # the reference study's four
@@ -78,8 +82,20 @@ def optimizer_checks(table: dict[str, Any]) -> list[Check]:
         ours, theirs = _over_countries(table, FLAGSHIP, shared), _over_countries(table, other, shared)
         passed = ours < theirs if strict else ours <= theirs
         scope = "" if len(shared) == len(table) else f" (over the {len(shared)} countries both have: {', '.join(shared)})"
-        checks.append(Check(claim, passed, f"{ours:.2f} vs {theirs:.2f}{scope}"))
+        checks.append(Check(claim, passed, f"{ours:.2f} vs {theirs:.2f}{scope}; {paired_test(table, other, shared)}"))
     return checks
+
+
+def paired_test(table: dict[str, Any], other: str, countries: list[str]) -> str:
+    """In how many countries the flagship's median L1 is lower, and the one-sided Wilcoxon signed-rank
+    p that it is lower in general (countries as pairs; ties dropped, as Wilcoxon's test does)."""
+    pairs = [(_loss(table, c, FLAGSHIP), _loss(table, c, other)) for c in countries]
+    lower = sum(ours < theirs for ours, theirs in pairs)
+    counted = f"{FLAGSHIP} lower in {lower} of {len(pairs)} countries"
+    if all(ours == theirs for ours, theirs in pairs):
+        return counted
+    p = wilcoxon([o for o, _ in pairs], [t for _, t in pairs], alternative="less").pvalue
+    return f"{counted}, Wilcoxon signed-rank p = {p:.3g} (one-sided)"
 
 
 def held_out_check(table: dict[str, Any]) -> Check:

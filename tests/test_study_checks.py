@@ -77,3 +77,19 @@ def test_optimizers_are_compared_over_the_countries_both_have_cells_for():
     found = checks.optimizer_checks(table)[1]       # over SA, US, CN, IN: de 6.00 vs cma 5.00
     assert found.passed is False and found.detail.startswith("6.00 vs 5.00")
     assert "over the 4 countries both have: SA, US, CN, IN" in found.detail
+
+
+def test_an_optimizer_line_counts_the_countries_de_wins_and_tests_them_as_pairs():
+    found = checks.optimizer_checks(_table())[0]   # de 5.0 below random 15.0 in all 5 countries
+    # every pair favours DE: the exact one-sided signed-rank p is the chance of that under the null, 1/2**5
+    assert f"de lower in 5 of 5 countries, Wilcoxon signed-rank p = {1 / 2 ** 5:.3g} (one-sided)" in found.detail
+    table = _table()
+    for country in ("SA", "US"):
+        table[country]["optimizers"]["random"]["loss"] = 1.0   # DE loses two countries: no longer every pair
+    p_mixed = float(checks.optimizer_checks(table)[0].detail.split("p = ")[1].split(" ")[0])
+    assert "de lower in 3 of 5" in checks.optimizer_checks(table)[0].detail and p_mixed > 1 / 2 ** 5
+
+
+def test_an_optimizer_line_with_every_country_tied_gives_no_p_value():
+    found = checks.optimizer_checks(_table(others={"cma": 5.0}))[1]
+    assert found.passed is True and found.detail.endswith("de lower in 0 of 5 countries")
