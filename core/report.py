@@ -52,7 +52,8 @@ def _is_number(value: Any) -> bool:
 def _check_summary(summary: dict[str, Any], path: Path) -> None:
     """Refuse, in one line naming the file, a summary.json the renderers would trip over (TypeError, KeyError)."""
     right = "expected the summary.json `promptopt run` writes (restore it or re-run)"
-    missing = [k for k in ("loss", "naive_loss", "dimensions", "naive_dimensions", "target") if k not in summary]
+    missing = [k for k in ("loss", "naive_loss", "evaluations", "dimensions", "naive_dimensions", "target")
+               if k not in summary]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}; {right}")
     target = summary["target"]
@@ -68,7 +69,7 @@ def _check_summary(summary: dict[str, Any], path: Path) -> None:
         if not isinstance(values, dict) or not all(_is_number(values.get(d)) for d in dims):
             raise CheckpointError(f"{path}: {key} does not give a number for each of {', '.join(dims)}; {right}")
     optional = ("icl_loss", "option_mass", "naive_option_mass", "answer_entropy", "naive_answer_entropy")
-    for key in ("loss", "naive_loss", *optional):
+    for key in ("loss", "naive_loss", "evaluations", *optional):
         if not _is_number(summary.get(key)) and not (key in optional and summary.get(key) is None):
             raise CheckpointError(f"{path}: {key} is {summary.get(key)!r}, not a number; {right}")
 

@@ -20,6 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, RunInUseError, one_line
 
+# what a run finished writes, summary.json first (the others follow it); a finished run resumed to go
+# further moves them to finished-at-N/, and `runs` names those a finished run lacks
+FINISH_OUTPUTS = ("summary.json", "best", "history.parquet", "report.png", "report.md")
+
 
 def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callable[[], None] | None = None) -> None:
     """Call write(tmp_path) for a temp file beside path, then rename it over path; ``before_rename``

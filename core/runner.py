@@ -34,7 +34,7 @@ from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError,
 from .host import PluginHost
 from .provenance import versions
 from .report import summary_warnings
-from .rundir import locked, read_json, write_history, write_json, write_soft_prompt
+from .rundir import FINISH_OUTPUTS, locked, read_json, write_history, write_json, write_soft_prompt
 from .session import Session, build_objective, check_optimizer, check_survey, open_session
 from .softprompt import SoftPromptSpace
 from .validation import batch_problem
@@ -42,8 +42,6 @@ from .validation import batch_problem
 # stopping rules, and where generations are evaluated (which does not change the numbers)
 STOPPING_RULES = ("generations", "budget", "time_limit", "target_loss", "patience")
 RESUME_OVERRIDABLE = (*STOPPING_RULES, "executor", "ray_address", "actors")
-# what a run finished writes; a finished run resumed to go further moves them to finished-at-N/
-FINISH_OUTPUTS = ("summary.json", "best", "history.parquet", "report.png", "report.md")
 
 
 @dataclass

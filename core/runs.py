@@ -12,7 +12,8 @@ from typing import Any
 
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint
 from .errors import CheckpointError
-from .rundir import is_locked, json_text, read_history, read_json
+from .report import read_summary
+from .rundir import FINISH_OUTPUTS, is_locked, json_text, read_history, read_json
 
 MAX_DEPTH = 4  # runs/<dir>, study/runs/<cell>, ...: deep enough for the layouts promptopt writes
 
@@ -32,11 +33,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 def describe_run(run_dir: Path) -> dict[str, Any]:
     """One row: status (finished, stopped, running or damaged: why), a finished run's stop reason,
-    target, optimizer, seed, evaluations done of planned, and the naive and best L1 so far with the
-    change between them."""
+    target, optimizer, seed, evaluations done of planned, the naive and best L1 so far with the
+    change between them, and what a finished run lacks of its outputs (stopped while writing them)."""
     row: dict[str, Any] = {"run": str(run_dir), "status": "", "stop_reason": None, "country": None,
                            "optimizer": None, "seed": None, "evaluations": None, "of": None,
-                           "naive_loss": None, "loss": None, "change": None}
+                           "naive_loss": None, "loss": None, "change": None, "missing": []}
     try:
         meta = read_json(run_dir / "config.json")
         config = meta.get("config")
@@ -47,15 +48,11 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         row.update(country=target.get("code") or config.get("country"), optimizer=config.get("optimizer"), seed=config.get("seed"),
                    of=meta.get("evaluations"))
         if (run_dir / "summary.json").exists():
-            summary = read_json(run_dir / "summary.json")
-            wrong = [k for k in ("loss", "naive_loss", "evaluations")
-                     if not isinstance(summary.get(k), (int, float)) or isinstance(summary.get(k), bool)]
-            if wrong:
-                raise CheckpointError(f"{run_dir}/summary.json has no number for {', '.join(wrong)}; restore the "
-                                      "file `promptopt run` wrote, or `promptopt run --resume` it to write it again")
+            summary = read_summary(run_dir)
             row.update(status="finished", stop_reason=summary.get("stop_reason"),
                        evaluations=summary.get("evaluations"), loss=summary.get("loss"),
-                       naive_loss=summary.get("naive_loss"))
+                       naive_loss=summary.get("naive_loss"),
+                       missing=[name for name in FINISH_OUTPUTS[1:] if not (run_dir / name).exists()])
         else:
             row["status"] = "running" if is_locked(run_dir) else "stopped"
             if (run_dir / "history.csv").exists():
@@ -89,6 +86,7 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
         done = f"{cell(r['evaluations'])}/{cell(r['of'])}"
         change = "–" if r["change"] is None else f"{r['change']:+.1f}%"
         status = r["status"] if r["stop_reason"] in (None, "budget") else f"{r['status']} ({r['stop_reason']})"
+        status += f"; lacks {', '.join(r['missing'])}" if r["missing"] else ""
         table.append((r["run"], status, cell(r["country"]), cell(r["optimizer"]), cell(r["seed"]), done,
                       cell(r["naive_loss"], ".2f"), cell(r["loss"], ".2f"), change))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
@@ -96,6 +94,10 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     stopped = [r["run"] for r in rows if r["status"] == "stopped"]
     if stopped:
         lines.append(f"{len(stopped)} stopped: continue each with `promptopt run --resume RUN`")
+    incomplete = [r["run"] for r in rows if r["missing"]]
+    if incomplete:
+        lines.append(f"{len(incomplete)} finished without all their outputs: write them again with "
+                     "`promptopt run --resume RUN` (the same results)")
     return "\n".join(lines)
 
 

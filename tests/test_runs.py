@@ -111,8 +111,8 @@ def test_a_summary_without_its_numbers_is_a_damaged_row_not_a_failed_listing(fol
     summary = json.loads((bad / "summary.json").read_text())
     (bad / "summary.json").write_text(json.dumps({**summary, field: value}))
     rows = rows_of(folder, bad)
-    assert rows["bad"]["status"] == f"damaged: {bad}/summary.json has no number for {field}; restore the file " \
-                                    "`promptopt run` wrote, or `promptopt run --resume` it to write it again"
+    assert rows["bad"]["status"] == f"damaged: {bad}/summary.json: {field} is {value!r}, not a number; expected " \
+                                    "the summary.json `promptopt run` writes (restore it or re-run)"
     assert rows["done"]["status"] == "finished" and rows["cut"]["status"] == "stopped"
 
 
@@ -137,3 +137,23 @@ def test_a_config_json_whose_config_is_null_is_a_damaged_row(folder, tmp_path):
     meta = json.loads((odd / "config.json").read_text())
     (odd / "config.json").write_text(json.dumps({**meta, "config": None}))
     assert rows_of(folder, odd)["nullconfig"]["status"].startswith("damaged: ")
+
+
+def test_a_run_stopped_while_writing_its_outputs_is_finished_but_names_what_it_lacks(folder, tmp_path):
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(folder / "done", partial)
+    (partial / "report.md").unlink()
+    shutil.rmtree(partial / "best")
+    rows = rows_of(folder, partial)
+    assert rows["partial"]["status"] == "finished" and rows["partial"]["missing"] == ["best", "report.md"]
+    assert rows["done"]["missing"] == []
+    code, out, err = invoke(["runs", str(partial)])
+    assert code == 0, err
+    assert "finished (generations); lacks best, report.md" in out
+    assert out.splitlines()[-1].startswith("1 finished without all their outputs: write them again with "
+                                           "`promptopt run --resume RUN`")
+    code, _, err = invoke(["run", "--resume", str(partial)])   # what the line says to do
+    assert code == 0, err
+    assert rows_of(partial)["partial"]["missing"] == []
