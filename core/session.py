@@ -4,13 +4,13 @@ and on a Ray actor (distributed.py), so all three score alike."""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from promptopt.objectives import MissingDimensionsError, ScorerError, check_scorer_fits, simulated_respondents
+from promptopt.optimizers import run_arguments
 
 from .config import RunConfig
 from .errors import UsageError
@@ -82,14 +82,8 @@ def make_optimizer(host: PluginHost, config: RunConfig, space: SoftPromptSpace):
     if config.popsize < getattr(cls, "min_popsize", 1):
         raise UsageError(f"--popsize must be >= {cls.min_popsize} for {config.optimizer} (got {config.popsize})")
     check_hyper(config.optimizer, cls, config.hyper)
-    hyper = dict(config.hyper)
-    accepted = inspect.signature(cls).parameters
-    if "x0" in accepted:  # start the search at the initial soft prompt
-        hyper.setdefault("x0", space.z0)
-    if "budget" in accepted:  # e.g. NGOpt picks its algorithm by budget
-        hyper.setdefault("budget", config.total_evaluations)
-    if "max_evaluations" in accepted:  # e.g. DE's linear population size reduction (lpsr) plans over it
-        hyper.setdefault("max_evaluations", config.total_evaluations)
+    # the search starts at the initial soft prompt; check_hyper has refused these three in [hyper]
+    hyper = {**run_arguments(cls, space.z0, config.total_evaluations), **config.hyper}
     try:
         return cls(space.dim, bounds=(space.lower, space.upper), popsize=config.popsize, seed=config.seed,
                    device=space.lower.device, **hyper)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from promptopt.optimizers import Optimizer
+from promptopt.optimizers import Optimizer, run_arguments
 
 __all__ = ["OptimizerConformance", "shifted_sphere", "run_trajectory", "assert_same_trajectory"]
 
@@ -70,12 +70,8 @@ class OptimizerConformance:
         dim = self.dim if dim is None else dim
         popsize = self.popsize if popsize is None else popsize
         kw = {"bounds": self.bounds, "device": "cpu", **self.hyper, **kw}
-        params = inspect.signature(self.optimizer_class).parameters
-        if "x0" in params and "x0" not in kw:
-            kw["x0"] = self.start_point(dim, kw["bounds"], 0.3)
-        for name in ("budget", "max_evaluations"):
-            if name in params and name not in kw:
-                kw[name] = popsize * self.generations
+        kw = {**run_arguments(self.optimizer_class, self.start_point(dim, kw["bounds"], 0.3),
+                              popsize * self.generations), **kw}
         return self.optimizer_class(dim, popsize=popsize, seed=seed, **kw)
 
     @staticmethod

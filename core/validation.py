@@ -123,7 +123,7 @@ def check_target(table: str, obj: Any) -> None:
 
 
 # what the runner itself passes every optimizer, and the flag that sets it
-# (x0, budget and max_evaluations only to a constructor that names them: session.make_optimizer)
+# (x0, budget and max_evaluations only to a constructor that names them: optimizers.run_arguments)
 RUN_SET_PARAMETERS = {"dim": "the search space (--subspace, --tokens)", "bounds": "the search space (--radius)",
                       "popsize": "--popsize", "seed": "--seed", "device": "--device",
                       "x0": "the initial soft prompt (--init, --init-text)",

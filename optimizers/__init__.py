@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 
-from .base import BatchError, Optimizer
+from .base import BatchError, Optimizer, run_arguments
 from .cma import CMAES
 from .de import DifferentialEvolution, STRATEGIES
 from .nevergrad import NevergradOptimizer, make_nevergrad, nevergrad_names
@@ -17,7 +17,7 @@ from .random_search import RandomSearch
 
 __all__ = [
     "Optimizer", "BatchError", "DifferentialEvolution", "CMAES", "NevergradOptimizer", "RandomSearch",
-    "OPTIMIZERS", "STRATEGIES", "make_nevergrad", "nevergrad_names", "get_optimizer",
+    "OPTIMIZERS", "STRATEGIES", "make_nevergrad", "nevergrad_names", "get_optimizer", "run_arguments",
 ]
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -10,6 +10,7 @@ This module is plain Python + torch on purpose: it must not import promptopt cor
 
 from __future__ import annotations
 
+import inspect
 import math
 import secrets
 from typing import Any, ClassVar, Mapping
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["Optimizer", "BatchError", "STATE_FORMAT"]
+__all__ = ["Optimizer", "BatchError", "STATE_FORMAT", "run_arguments"]
 
 STATE_FORMAT = 1
 """Version of the dict layout written by :meth:`Optimizer.state_dict`."""
@@ -300,3 +301,12 @@ class Optimizer:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, seed={self.seed}, "
                 f"device={str(self.device)!r}, generation={self._generation})")
+
+
+def run_arguments(cls: type, x0: Any, evaluations: int) -> dict[str, Any]:
+    """What a run passes an optimizer only if its constructor names it: the start point ``x0`` and
+    the evaluation budget (``budget``: Nevergrad picks its algorithm by it; ``max_evaluations``: DE's
+    population-size reduction plans over it). One rule for the host and the conformance kit."""
+    accepted = inspect.signature(cls).parameters
+    offered = {"x0": x0, "budget": evaluations, "max_evaluations": evaluations}
+    return {name: value for name, value in offered.items() if name in accepted}
