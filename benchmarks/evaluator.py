@@ -43,7 +43,7 @@ import time
 import torch
 
 from promptopt.config import RunConfig
-from promptopt.evaluator import SoftPromptEvaluator, split_prompt
+from promptopt.evaluator import SoftPromptEvaluator, option_token_ids, split_prompt
 from promptopt.host import PluginHost
 from promptopt.objectives import load_vsm13
 from promptopt.softprompt import make_space
@@ -181,7 +181,7 @@ def ours(backend, prompts, n_options, soft: torch.Tensor, position: str, repeats
 @torch.inference_mode()
 def max_diff_vs_full_forward(backend, splits, n_options, soft, out, pairs) -> float:
     """Max |fast - reference| over option probs and option mass, reference = one full forward per pair."""
-    option_ids = [backend.single_token_id(str(i + 1)) for i in range(max(n_options))]
+    option_ids = option_token_ids(backend, max(n_options))
     worst = 0.0
     for p, q in pairs:
         head, tail = splits[q]

@@ -21,7 +21,7 @@ import torch
 
 from promptopt.config import RunConfig, config_from_mapping
 from promptopt.errors import PromptoptError
-from promptopt.evaluator import split_prompt
+from promptopt.evaluator import option_token_ids, split_prompt
 from promptopt.evaluate import load_soft_prompt
 from promptopt.host import PluginHost
 
@@ -56,7 +56,7 @@ def greedy_reply(backend, inputs: torch.Tensor, new_tokens: int) -> str:
 def describe(backend, label: str, prompts: list[str], n_options: int, config: RunConfig, soft: torch.Tensor | None,
              args) -> list[str]:
     """One table row (mean next-token distribution over the items) and the chosen items' greedy replies."""
-    digits = torch.tensor([backend.single_token_id(str(i + 1)) for i in range(n_options)], device=backend.device)
+    digits = torch.tensor(option_token_ids(backend, n_options), device=backend.device)
     inputs = [reply_inputs(backend, p, config.position, soft, config.system_prompt) for p in prompts]
     mean = sum(next_token_probs(backend, x) for x in inputs) / len(prompts)
     top = Counter({backend.tokenizer.decode([int(i)]): float(v) for v, i in zip(*mean.topk(args.top))})

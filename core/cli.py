@@ -45,7 +45,7 @@ SCORING_OPTIONS = [
     click.option("--position", type=click.Choice(POSITIONS),
                  help="soft tokens as the first tokens of the reply (reply, default), at the answer cue before "
                       "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),
-    click.option("--device", help="cpu (default) or cuda[:N]"),
+    click.option("--device", help="cpu (default), cuda (its first GPU), cuda:N or mps"),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
     click.option("--counterbalance/--no-counterbalance", default=None,
@@ -138,9 +138,7 @@ def validate(config_file) -> None:
     h = host()
     optimizer = type(check_optimizer(h, config))
     instrument, scorer, target = check_survey(h, config)
-    if config.model not in h.registries["models"] and not Path(config.model).expanduser().exists() \
-            and "/" not in config.model:
-        h.entry("models", config.model)  # raises the unknown-model error
+    h.check_model_name(config.model)   # resolves, not loaded: the weights may be gigabytes
     click.echo(f"{config_file}: ok ({config.optimizer} [{optimizer.__name__}], {instrument.name} with "
                f"{len(instrument.items)} items, scorer {_scorer_name(scorer)}, target {target.name} ({target.code}), "
                f"model {config.model}, {config.total_generations} generations x {config.popsize})")
@@ -365,10 +363,11 @@ def _main(argv: list[str] | None) -> None:
     except PromptoptError as exc:
         _fail(exc, str(exc), exc.exit_code)
     except ValueError as exc:
-        # lower layers (objectives, optimizers) report bad input as ValueError with a one-line reason
+        # lower layers (objectives, models, optimizers) report bad input as ValueError with a one-line reason
+        from promptopt.models import ModelError
         from promptopt.objectives import ObjectivesError
 
-        if isinstance(exc, ObjectivesError):
+        if isinstance(exc, (ObjectivesError, ModelError)):
             _fail(exc, str(exc), 2)
         raise
     except FileNotFoundError as exc:

@@ -22,6 +22,7 @@ BASES = ("gaussian", "tokens")  # how a soft-prompt subspace's directions are dr
 # "auto" and the keys of promptopt.models.backend.DTYPES, spelt out so a config check does not import
 # torch (tested equal)
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}   # config.json and factories see the long name
 SEED_MAX = 2**63 - 1   # torch.manual_seed takes a signed 64-bit seed; numpy's generators refuse negatives
 DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 # float options that a run compares and records: nan and inf pass a range check or break the run
@@ -136,6 +137,7 @@ class RunConfig:
         need(self.position in POSITIONS, f"--position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
         need(0 <= self.seed <= SEED_MAX, f"--seed must be in 0..2**63-1 (got {self.seed})")
         need(self.dtype is None or self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        self.dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)
         need(self.out is None or self.out.strip() != "",
              "--out must be a directory path, not empty; omit it for the default runs/<time>-<optimizer>-<country>")
         need(DEVICE.fullmatch(self.device) is not None,

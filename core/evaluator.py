@@ -29,7 +29,7 @@ import torch
 from transformers import DynamicCache
 
 from promptopt.config import POSITIONS, RunConfig
-from promptopt.models import CausalLMBackend
+from promptopt.models import CausalLMBackend, ModelError
 
 SLOT = "<<<promptopt-soft-prompt>>>"
 PACKED_TOKENS = 256  # new tokens per packed sequence: long enough to amortise the head KV copy
@@ -100,6 +100,22 @@ def default_memory_budget_mb(device: torch.device) -> float:
     return 256.0
 
 
+def option_token_ids(backend, n_options: int) -> list[int]:
+    """The token ids of the answer labels "1".."n", each one token and all different: labels that
+    shared a token (a vocabulary without digits maps them all to its unknown token) would make
+    every answer the same and every score the scale's middle, silently."""
+    try:
+        ids = [backend.single_token_id(str(i + 1)) for i in range(n_options)]
+    except ModelError:
+        raise
+    except ValueError as exc:   # a plugin backend's own wording: bad input all the same
+        raise ModelError(str(exc)) from None
+    if len(set(ids)) < len(ids):
+        raise ModelError(f"the answer labels 1..{n_options} are not {n_options} different tokens for model "
+                         f"{getattr(backend, 'name', '?')!r} (ids {ids}); use a model whose tokenizer has the digits")
+    return ids
+
+
 class SoftPromptEvaluator:
     """Scores soft prompts [P, K, H] on a list of multiple-choice prompts, batched over (P x Q)."""
 
@@ -126,8 +142,7 @@ class SoftPromptEvaluator:
         self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb(backend.device)
         device = backend.device
         max_opts = max(n_options)
-        self.option_ids = torch.tensor([backend.single_token_id(str(i + 1)) for i in range(max_opts)],
-                                       device=device)
+        self.option_ids = torch.tensor(option_token_ids(backend, max_opts), device=device)
         self.option_mask = (torch.arange(max_opts, device=device)[None, :]
                             < torch.tensor(n_options, device=device)[:, None])          # [Q, O]
         # the value of answer k per prompt: k, or n + 1 - k where the prompt numbers its scale the

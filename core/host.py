@@ -116,6 +116,12 @@ def _env_list(name: str) -> set[str] | None:
     return None if value is None else {v.strip() for v in value.split(",") if v.strip()}
 
 
+def is_model_path(name: str) -> bool:
+    """Whether a --model value names a file or folder (or a Hugging Face id, org/name) rather than a
+    registered model."""
+    return "/" in name or name.startswith((".", "~")) or name.lower().endswith(".gguf") or Path(name).expanduser().exists()
+
+
 class PluginHost:
     """Loads plugins and offers a typed lookup by name for each kind of registered thing."""
 
@@ -382,15 +388,38 @@ class PluginHost:
             with self._factory("models", name) as entry:
                 backend = entry.factory(device=device, dtype=dtype)
             return self._checked_once("models", name, backend, validation.check_model)
-        from promptopt.models import load_pretrained
+        from promptopt.models import ModelError, load_pretrained, locate
 
-        if Path(name).expanduser().exists() or "/" in name:
+        if not is_model_path(name):
             try:
-                return load_pretrained(name, device=device, dtype=dtype)
-            except (FileNotFoundError, ValueError) as exc:  # a missing path, a GGUF transformers cannot read, no chat template
-                raise UsageError(str(exc)) from None
-        self.entry("models", name)  # raises the unknown-name error listing the models
-        raise AssertionError("unreachable")
+                locate(name)   # a model id in the Hugging Face cache without an organisation, e.g. gpt2
+            except ModelError:
+                self._unknown_model(name)
+        try:
+            return load_pretrained(name, device=device, dtype=dtype)
+        except (FileNotFoundError, ValueError) as exc:  # a missing path, a GGUF transformers cannot read, no chat template
+            raise UsageError(str(exc)) from None
+
+    def check_model_name(self, name: str) -> None:
+        """That ``name`` is a registered model, an existing model path or a model id in the Hugging
+        Face cache, without loading it (``promptopt validate``)."""
+        from promptopt.models import ModelError, locate
+
+        if name in self.registries["models"]:
+            return
+        try:
+            locate(name)
+        except ModelError as exc:
+            if not is_model_path(name):
+                self._unknown_model(name)
+            raise UsageError(str(exc)) from None
+
+    def _unknown_model(self, name: str) -> None:
+        try:
+            self.entry("models", name)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; or give a saved model's directory, a .gguf file or a model id in the "
+                             "Hugging Face cache") from None
 
     def create_instrument(self, name: str | Path):
         """A registered instrument, or an instrument TOML file given by path."""

@@ -76,7 +76,7 @@ def test_other_optimizers_run_end_to_end(tmp_path, optimizer):
     (["--optimizer", "ng:NoSuchThing"], "NoSuchThing"),
     (["--instrument", "vsm99"], "unknown instrument 'vsm99'"),
     (["--model", "nosuchmodel"], "unknown model 'nosuchmodel'"),
-    (["--model", "/no/such/dir"], "neither a local directory nor in the Hugging Face cache"),
+    (["--model", "/no/such/dir"], "model path /no/such/dir does not exist"),
     (["--country", "Atlantis"], "Atlantis"),
     (["--country", "Albania"], "PDI"),
     (["--popsize", "3"], "--popsize must be >= 4 (got 3)"),

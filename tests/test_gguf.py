@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 
 import pytest
@@ -43,7 +44,7 @@ def test_a_file_that_is_not_gguf_is_refused_in_one_line_without_a_traceback_and_
     code, _, err = invoke(["evaluate", "--model", str(bad), "--country", "US"])
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
-    assert lines[0].startswith("Error: cannot convert") and "GGUF" in lines[0]
+    assert lines[0].startswith(f"Error: GGUF file {bad} cannot be read (") and "not a GGUF file" in lines[0]
     cached = tmp_path / "cache" / "gguf"
     assert not cached.exists() or not any(p.name.startswith("bad") for p in cached.iterdir())
 
@@ -64,3 +65,10 @@ def test_the_embedded_gguf_loaded_by_path_matches_the_embedded_model(tmp_path, m
     ids = torch.tensor([embedded.encode(embedded.render_chat([{"role": "user", "content": "Hello"}]))])
     with torch.no_grad():
         assert torch.equal(by_path.model(ids).logits, embedded.model(ids).logits)
+    weights = Path(by_path.info["safetensors_cache"]) / "model.safetensors"
+    assert weights.stat().st_mode & 0o777 == 0o644   # a shared cache is readable by its other users
+    # a cache cut off (a full disk, a partial copy) is converted again, not a crash mid-load
+    os.truncate(weights, weights.stat().st_size // 2)
+    mended = load_pretrained(str(gguf_path()))
+    with torch.no_grad():
+        assert torch.equal(mended.model(ids).logits, embedded.model(ids).logits)
