@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .config import BASES, EXECUTORS, INITS, POSITIONS
+from .config import BASES, DTYPES, EXECUTORS, INITS, POSITIONS
 from .errors import PromptoptError, Stopped, UsageError, one_line
 from .host import KINDS, PluginHost
 from .launcher import exit_on_ctrl_c
@@ -41,26 +41,30 @@ SCORING_OPTIONS = [
     click.option("--scorer", help="scorer name (default: the instrument's own)"),
     click.option("--country", help="target by ISO code or name, e.g. US, USA, 'United States' (default US)"),
     click.option("--model", help="smollm2 (default), tiny, a saved model directory, a .gguf file or a cached Hugging Face id"),
-    click.option("--seed", type=int, help="random seed (default 0)"),
+    click.option("--seed", type=int, help="random seed, 0 to 2**63-1 (default 0)"),
     click.option("--position", type=click.Choice(POSITIONS),
                  help="soft tokens as the first tokens of the reply (reply, default), at the answer cue before "
                       "the assistant turn's newline (answer), at the end of the user message (suffix) or its start (prefix)"),
     click.option("--device", help="cpu (default), cuda (its first GPU), cuda:N or mps"),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="model dtype (auto: fp32 on CPU, and on CUDA for models under 1B parameters; bf16 on CUDA from 1B)"),
+    click.option("--dtype", type=click.Choice(DTYPES), help="model dtype (default auto: fp32 on CPU, and on CUDA for models "
+                                                           "under 1B parameters; bf16 on CUDA from 1B)"),
     click.option("--respondents", type=int, help="simulated respondents from the demographic items (default 0: none)"),
     click.option("--counterbalance/--no-counterbalance", default=None,
                  help="also ask every item with its scale numbered the other way round and average the two "
                       "answers, so answer-order bias cancels (2x the forward passes; default off)"),
     click.option("--targets", help="target table to resolve --country in (default hofstede)"),
     click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
-    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of these options"),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="TOML file of these options (and [hyper], [constants], system_prompt); flags override it, "
+                      "and a relative instrument or model path in it is read from the file's folder"),
 ]
 # how the soft prompt is searched for: `run` only (evaluate scores a given prompt)
 SEARCH_OPTIONS = [
     click.option("--optimizer", help="de (default), cma, ng:<Name>, random, or a plugin's"),
-    click.option("--popsize", type=int, help="candidates per generation (default 8)"),
+    click.option("--popsize", type=int, help="candidates per generation, at least 4 (default 8)"),
     click.option("--generations", type=int, help="generations to run (default: --budget / --popsize)"),
-    click.option("--budget", type=int, help="evaluations to spend, instead of --generations (default 480)"),
+    click.option("--budget", type=int, help="evaluations to spend, in whole generations (rounded down to a multiple "
+                                               "of --popsize), instead of --generations (default 480)"),
     click.option("--tokens", type=int, help="soft-prompt length K in virtual tokens (default 1)"),
     click.option("--subspace", type=int, help="search dimension d of x0 + A z; 0 searches all K x H values (default 64)"),
     click.option("--radius", type=float, help="how far soft prompts may move from x0, in units of the "
@@ -73,7 +77,7 @@ SEARCH_OPTIONS = [
     click.option("--init-text", help="text whose tokens start the soft prompt, '{country}' = the target's name "
                                       "(instead of --init)"),
     click.option("--min-mass", type=float, help="floor on the option mass, the share of the model's next-token "
-                                                 "probability on the answer digits (default 0.1; 0: no floor)"),
+                                                 "probability on the answer digits, in [0, 1) (default 0.1; 0: no floor)"),
     click.option("--max-entropy", type=float, help="cap on how undecided the answers are: their mean entropy over "
                                                     "the options, 0 (one option) to 1 (all equally likely); "
                                                     "the bare embedded model is at 0.53 (default: no cap)"),
@@ -105,11 +109,14 @@ scoring_options = _options(SCORING_OPTIONS)
 @click.option("--ray-address", help="Ray cluster to join, e.g. auto or ray://HEAD:10001 "
               "(default: $RAY_ADDRESS, else a new local Ray)")
 @click.option("--actors", type=int, help="Ray actors (default: one per GPU with --device cuda, else one per CPU)")
-@click.option("--out", help="run directory (default runs/<time>-<optimizer>-<country>)")
+@click.option("--out", type=click.Path(file_okay=False), help="run directory (default runs/<time>-<optimizer>-<country>)")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="continue the run in this directory")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bar or status lines (the closing table is still printed)")
 def run(config_file, quiet, resume_dir, **flags) -> None:
-    """Align the model's survey answers to a target country by optimising a soft prompt."""
+    """Align the model to a target by searching a soft prompt.
+
+    Optimises a soft prompt until the model's survey answers score as the target country does;
+    writes the run directory (config.json, history.csv, best/, summary.json, report)."""
     from .config import build_config
     from .runner import resume, run as run_alignment
 
@@ -130,7 +137,10 @@ def run(config_file, quiet, resume_dir, **flags) -> None:
 @cli.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def validate(config_file) -> None:
-    """Check a run config file: keys, types, values, and that every name it uses resolves."""
+    """Check a run config file without running it.
+
+    Keys, types and values, and that every name it uses resolves (optimizer, instrument, scorer,
+    target, model), without loading the model."""
     from .config import build_config
     from .session import check_optimizer, check_survey
 
@@ -141,7 +151,8 @@ def validate(config_file) -> None:
     h.check_model_name(config.model)   # resolves, not loaded: the weights may be gigabytes
     click.echo(f"{config_file}: ok ({config.optimizer} [{optimizer.__name__}], {instrument.name} with "
                f"{len(instrument.items)} items, scorer {_scorer_name(scorer)}, target {target.name} ({target.code}), "
-               f"model {config.model}, {config.total_generations} generations x {config.popsize})")
+               f"model {config.model}, {config.total_generations} generation{'s' if config.total_generations != 1 else ''} "
+               f"x {config.popsize})")
 
 
 def _scorer_name(scorer) -> str:
@@ -152,14 +163,19 @@ def _scorer_name(scorer) -> str:
 
 @cli.command()
 @scoring_options
-@click.option("--baseline", type=click.Choice(["naive", "icl"]), help="score the bare model or an ICL persona prompt")
-@click.option("--soft-prompt", "soft_prompt", type=click.Path(), help="a run directory (or its best/) to score")
-# promptopt.objectives.WORDINGS, spelt out so `promptopt --help` does not import torch (tested equal)
+@click.option("--baseline", type=click.Choice(["naive", "icl"]),
+              help="score the bare model or an ICL persona prompt (default naive, unless --soft-prompt)")
+@click.option("--soft-prompt", "soft_prompt", type=click.Path(),
+              help="a finished run directory, its best/ folder or a .safetensors file to score")
+# promptopt.objectives.WORDINGS, spelt out so defining the command imports nothing heavy (tested equal)
 @click.option("--wording", type=click.Choice(["main", "alternate"]), default="main", show_default=True,
               help="the items' wording: alternate is the held-out paraphrase a soft prompt never saw")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> None:
-    """Score the model on the instrument against a target: naive, ICL, or with a saved soft prompt."""
+    """Score the model once: naive, ICL or a saved soft prompt.
+
+    The instrument's answers as dimension scores against the target, with the L1 loss, option
+    mass and answer entropy."""
     from .evaluate import evaluate_baseline
     from .rundir import json_text
 
@@ -176,7 +192,7 @@ def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> N
     scoring, constants = result["scoring"], set(result["constants"].values())
     click.echo(f"  target source: {result['target']['source']}")
     click.echo(f"  model {scoring['model']}, position {scoring['position']}, seed {scoring['seed']}, counterbalance "
-               f"{scoring['counterbalance']}, constants C = "
+               f"{'on' if scoring['counterbalance'] else 'off'}, constants C = "
                + (f"{constants.pop():g}" if len(constants) == 1 else str(result["constants"])))
     if result["settings_from"]:
         click.echo(f"  scored as its run was (target, model, position, ...: {result['settings_from']}); flags override")
@@ -187,7 +203,10 @@ def evaluate(config_file, baseline, soft_prompt, wording, as_json, **flags) -> N
 @click.option("--out", type=click.Path(file_okay=False), help="where to write report.png and report.md "
               "(default: the run directory)")
 def report(run_dir, out) -> None:
-    """Plot a finished run (loss curve; dimensions naive/ICL/aligned vs target) and write report.md."""
+    """Plot a finished run and write report.md.
+
+    report.png: the loss curve and the dimensions (naive, ICL, aligned, target); report.md: the same
+    as a table, with the run's settings and provenance."""
     from .report import make_report
 
     png, md = make_report(run_dir, out)
@@ -198,8 +217,10 @@ def report(run_dir, out) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--base-model", help="base_model_name_or_path for the PEFT adapter (default: the run's model)")
 def export(run_dir, base_model) -> None:
-    """Write history.parquet, scores.csv (tidy: one row per method and dimension) and the best soft prompt
-    as a PEFT prompt-tuning adapter (best/peft/)."""
+    """Export a finished run for analysis and for PEFT.
+
+    Writes history.parquet, scores.csv (tidy: one row per method and dimension) and the best soft
+    prompt as a PEFT prompt-tuning adapter (best/peft/)."""
     from .export import check_base_model, check_finished, export_history, export_peft, export_scores
 
     check_base_model(base_model)
@@ -213,7 +234,9 @@ def export(run_dir, base_model) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def runs(paths, as_json) -> None:
-    """List the runs in PATHS (default: runs/): finished, stopped (to --resume) or running, and their loss."""
+    """List runs: finished, stopped (to --resume) or running.
+
+    Every run directory in PATHS (default runs/), with its progress and loss."""
     from .runs import describe_run, find_runs, format_runs, runs_json
 
     found = find_runs([Path(p) for p in paths or ["runs"]])
@@ -225,7 +248,7 @@ def runs(paths, as_json) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a list")
 def plugins(as_json) -> None:
     """Show loaded plugins, their hooks, and what each registered."""
     described = host().describe()
@@ -246,10 +269,13 @@ def plugins(as_json) -> None:
 @cli.command("list")
 @click.argument("kind", type=click.Choice(list(KINDS)))
 def list_cmd(kind) -> None:
-    """List registered optimizers, instruments, scorers, models or targets, with their plugin."""
+    """List what plugins registered of one kind.
+
+    Optimizers, instruments, scorers, models or targets, each with its description and plugin."""
     h = host()
+    width = max([12, *(len(entry.name) for entry in h.registries[kind])])
     for entry in h.registries[kind]:
-        click.echo(f"{entry.name:<12} {entry.description}  [{entry.plugin}]")
+        click.echo(f"{entry.name:<{width}} {entry.description}  [{entry.plugin}]")
         if kind == "targets":
             try:
                 table = h.target_table(entry.name).list()

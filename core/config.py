@@ -200,6 +200,12 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     raise UsageError(f"config key {key!r} must be {names}, got {type(value).__name__} {value!r}")
 
 
+# keys people write from the flags' names, and what a config file says instead
+KEY_HINTS = {"icl": "the key is icl_baseline (true or false); ", "no_icl": "write icl_baseline = false; ",
+             "quiet": "--quiet is a command-line flag only; ", "resume": "--resume DIR is a command-line flag only; ",
+             "config": "a config file cannot name another; "}
+
+
 def config_from_mapping(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
     """Check keys and types of a mapping of RunConfig options; returns the checked options."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
@@ -208,10 +214,13 @@ def config_from_mapping(data: dict[str, Any], where: str = "config") -> dict[str
         name = key.replace("-", "_")
         if name not in fields:
             close = difflib.get_close_matches(name, sorted(fields), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = KEY_HINTS.get(name) or (f"did you mean {close[0]!r}? " if close else "")
             raise UsageError(f"unknown key {key!r} in {where}; {hint}allowed keys: {', '.join(sorted(fields))}")
         out[name] = _check_type(name, value, None)
     return out
+
+
+FILE_RELATIVE = ("instrument", "model")   # keys whose relative paths are read from the config file's folder
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -228,7 +237,27 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     if "run" in data and isinstance(data["run"], dict):
         data = {**{k: v for k, v in data.items() if k != "run"}, **data["run"]}
-    return config_from_mapping(data, where=str(path))
+    options = config_from_mapping(data, where=str(path))
+    for key in FILE_RELATIVE:   # a file next to the config means that file, from wherever it is run
+        value = options.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (path.parent / value).exists():
+            options[key] = str((path.parent / value).resolve())
+    return options
+
+
+def replaced(options: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less what ``given`` (set at a higher precedence) replaces: an option's alternative
+    (--budget replaces a file's generations and the reverse; --init-text replaces init, --init screen
+    an init_text; --executor local a ray_address and actors), so a flag overrides a file, and a
+    resume's new setting a saved one, instead of the two clashing."""
+    drop = set()
+    for key, value in given.items():
+        drop |= {"generations": {"budget"}, "budget": {"generations"}, "init_text": {"init"}}.get(key, set())
+        if key == "init" and value == "screen":
+            drop.add("init_text")
+        if key == "executor" and value == "local":
+            drop |= {"ray_address", "actors"}
+    return {k: v for k, v in options.items() if k not in drop - set(given)}
 
 
 def build_config(file: str | Path | None = None, defaults: dict[str, Any] | None = None, **flags: Any) -> RunConfig:
@@ -236,7 +265,8 @@ def build_config(file: str | Path | None = None, defaults: dict[str, Any] | None
     any flag that was given (not None)."""
     from_file = load_config_file(file) if file else {}
     given = {k: v for k, v in flags.items() if v is not None}
-    options = {**(defaults or {}), **from_file, **given}
+    from_file = replaced(from_file, given)
+    options = {**replaced(defaults or {}, {**from_file, **given}), **from_file, **given}
     try:
         return RunConfig(**config_from_mapping(options, where="options")).validate()
     except UsageError as exc:   # named as the user wrote it: a flag, or a key of the file

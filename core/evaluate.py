@@ -22,6 +22,9 @@ def _soft_prompt_file(path: str | Path) -> Path:
     for candidate in (path, path / "soft_prompt.safetensors", path / "best" / "soft_prompt.safetensors"):
         if candidate.is_file():
             return candidate
+    if (path / "config.json").is_file():   # a run directory: its best/ comes when it finishes
+        raise UsageError(f"the run in {path} has no best/ soft prompt yet: it has not finished; finish it with "
+                         f"`promptopt run --resume {path}`, or give a finished run")
     raise UsageError(f"no soft prompt at {path}; give a run directory, its best/ folder, or a .safetensors file")
 
 

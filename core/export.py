@@ -96,7 +96,7 @@ def scores_frame(summary: dict[str, Any], config: dict[str, Any] | None, run: st
     rows = [{"run": run, "target_code": target["code"], "target_name": target["name"], "target_source": target["source"],
              "model": summary.get("model"), "optimizer": summary.get("optimizer"), "seed": summary.get("seed"),
              "method": method, "wording": "main", "dimension": d, "score": scores[d], "target": goal,
-             "constant": constants.get(d), "abs_error": abs(scores[d] - goal), "l1": l1}
+             "constant": constants.get(d), "abs_error": round(abs(scores[d] - goal), 3), "l1": l1}
             for method, scores, l1 in methods if scores for d, goal in target["scores"].items()]
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
 

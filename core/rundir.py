@@ -23,6 +23,7 @@ from .errors import CheckpointError, RunInUseError, one_line
 # what a run finished writes, summary.json first (the others follow it); a finished run resumed to go
 # further moves them to finished-at-N/, and `runs` names those a finished run lacks
 FINISH_OUTPUTS = ("summary.json", "best", "history.parquet", "report.png", "report.md")
+RESULT_FILES = (*FINISH_OUTPUTS, "scores.csv")   # with what `promptopt export` adds: set aside together
 
 
 def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callable[[], None] | None = None) -> None:

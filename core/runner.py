@@ -28,13 +28,13 @@ from promptopt.optimizers import BatchError
 from . import __version__
 from .baselines import icl_system_prompt
 from .checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
-from .config import BEFORE_OPTION_EXISTED, SCORING_SETTINGS, RunConfig, config_from_mapping
+from .config import BEFORE_OPTION_EXISTED, SCORING_SETTINGS, RunConfig, config_from_mapping, replaced
 from .distributed import check_reachable, make_executor
 from .errors import CheckpointError, PluginError, PromptoptError, RunInUseError, Stopped, UsageError, exception_line
 from .host import PluginHost
 from .provenance import versions
 from .report import summary_warnings
-from .rundir import FINISH_OUTPUTS, locked, read_json, write_history, write_json, write_soft_prompt
+from .rundir import RESULT_FILES, locked, read_json, write_history, write_json, write_soft_prompt
 from .session import Session, build_objective, check_optimizer, check_survey, open_session
 from .softprompt import SoftPromptSpace
 from .validation import batch_problem
@@ -147,7 +147,7 @@ def _kept(run_dir: Path) -> str:
     """What a stopped run has to resume from: finished generations, only its baselines, or nothing yet."""
     if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
         return "has no checkpoint yet (it stopped before its baselines were scored) and will start again"
-    try:   # what a resume starts from: the checkpoint's count (history.csv can be one generation ahead)
+    try:   # what a resume starts from: the checkpoint's count (history.csv can be one generation behind it)
         done = len(load_checkpoint(run_dir, warn=lambda _: None)["history"])
     except (CheckpointError, KeyError, TypeError):
         return "has a damaged checkpoint; `promptopt runs` says more"
@@ -281,11 +281,7 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
     if bad:
         raise UsageError(f"--resume continues the run's own config; it cannot change {', '.join(map(_flag, bad))} "
                          f"(only {', '.join(map(_flag, RESUME_OVERRIDABLE))})")
-    saved = {**BEFORE_OPTION_EXISTED, **saved}   # options the run predates: as they then were
-    if "generations" in overrides:
-        saved["budget"] = None
-    if "budget" in overrides:
-        saved["generations"] = None
+    saved = replaced({**BEFORE_OPTION_EXISTED, **saved}, overrides)   # options the run predates: as they then were
     config = RunConfig(**config_from_mapping({**saved, **overrides}, where=str(run_dir / "config.json"))).validate()
     check_cluster(config)
     if not any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
@@ -332,7 +328,7 @@ def _resume(run_dir: Path, host: PluginHost, overrides: dict[str, Any] | None, p
                      best_loss=checkpoint["best_loss"], best_fitness=checkpoint.get("best_fitness", checkpoint["best_loss"]),
                      best_scores=checkpoint["best_scores"],
                      elapsed=checkpoint["elapsed"])
-    write_history(run_dir / "history.csv", state.history)  # drop rows written after the checkpoint
+    write_history(run_dir / "history.csv", state.history)  # the checkpoint's rows (the csv can lag it by one)
 
     def going_on() -> None:   # once this resume's first generation is done: a failed start changes nothing
         _record_resume(run_dir, data, config, overrides)
@@ -366,7 +362,7 @@ def _set_aside_finish(run_dir: Path, done: int) -> Path:
     kept = run_dir / f"finished-at-{done}"
     shutil.rmtree(kept, ignore_errors=True)
     kept.mkdir()
-    for name in FINISH_OUTPUTS:
+    for name in RESULT_FILES:
         if (run_dir / name).exists():
             (run_dir / name).rename(kept / name)
     return kept
@@ -476,8 +472,14 @@ def _generations(host: PluginHost, session: Session, state: RunState, progress: 
                       **dict(zip(objective.dimensions, state.best_scores))}
             state.history.append(record)
             state.elapsed = elapsed0 + time.perf_counter() - started
+            saved = False
+            try:   # the checkpoint first: history.csv is never ahead of what a resume starts from
+                _save(state)
+                saved = True
+            finally:
+                if not saved:   # stopped mid-save: the generation is not kept, so hooks are not told it was
+                    state.history.pop()
             write_history(state.run_dir / "history.csv", state.history)
-            _save(state)
             if len(state.history) == generations_before + 1:
                 first_done()
             bar.update(result.loss.shape[0])
@@ -601,6 +603,7 @@ def format_comparison(summary: dict[str, Any]) -> str:
     lines.append(f"{summary['loss_definition']}; answer p = option mass, the next-token probability on the "
                  "answer digits (mean over items); answer H = answer entropy, 0 when the model picks one "
                  "option, 1 when it is indifferent between them")
-    lines.append(f"{summary['evaluations']} evaluations in {summary['seconds']:.0f} s "
+    seconds = summary["seconds"]
+    lines.append(f"{summary['evaluations']} evaluations in {seconds:.{1 if seconds < 10 else 0}f} s "
                  f"(stopped: {summary['stop_reason']}); results in {summary['run_dir']}")
     return "\n".join(lines)

@@ -82,15 +82,20 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
         return "–" if value is None else format(value, fmt)
 
     table = [("run", "status", "country", "optimizer", "seed", "evaluations", "naive L1", "L1", "change")]
+    notes = []   # why each damaged run is damaged: below the table, so one long reason does not widen it
     for r in rows:
         done = f"{cell(r['evaluations'])}/{cell(r['of'])}"
         change = "–" if r["change"] is None else f"{r['change']:+.1f}%"
         status = r["status"] if r["stop_reason"] in (None, "budget") else f"{r['status']} ({r['stop_reason']})"
+        if status.startswith("damaged: "):
+            notes.append(f"[{len(notes) + 1}] {r['run']}: {status.removeprefix('damaged: ')}")
+            status = f"damaged [{len(notes)}]"
         status += f"; lacks {', '.join(r['missing'])}" if r["missing"] else ""
         table.append((r["run"], status, cell(r["country"]), cell(r["optimizer"]), cell(r["seed"]), done,
                       cell(r["naive_loss"], ".2f"), cell(r["loss"], ".2f"), change))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table]
+    lines += notes
     stopped = [r["run"] for r in rows if r["status"] == "stopped"]
     if stopped:
         lines.append(f"{len(stopped)} stopped: continue each with `promptopt run --resume RUN`")

@@ -210,3 +210,10 @@ def test_a_full_disk_is_one_line_with_status_1(tmp_path, monkeypatch):
     code, _, err = invoke(["export", str(run_dir)])
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "history.parquet: No space left on device" in err and "Traceback" not in err
+
+
+def test_evaluate_of_an_unfinished_run_says_it_has_not_finished_and_how_to_finish_it(run):
+    shutil.rmtree(run / "best")
+    code, _, err = invoke(["evaluate", "--soft-prompt", str(run)])
+    assert_one_line_error(code, err, f"the run in {run} has no best/ soft prompt yet: it has not finished",
+                          f"`promptopt run --resume {run}`")

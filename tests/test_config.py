@@ -27,6 +27,8 @@ def test_a_run_table_is_accepted(tmp_path):
 
 @pytest.mark.parametrize("text, needle", [
     ("popsiz = 8", "unknown key 'popsiz' in .*; did you mean 'popsize'\\? allowed keys: "),
+    ("icl = false", "unknown key 'icl' in .*; the key is icl_baseline \\(true or false\\); allowed keys: "),
+    ("quiet = true", "unknown key 'quiet' in .*; --quiet is a command-line flag only; allowed keys: "),
     ('popsize = "8"', "config key 'popsize' must be int, got str"),
     ("seed = true", "config key 'seed' must be int"),
     ("country = 3", "config key 'country' must be str"),
@@ -66,3 +68,36 @@ def test_the_option_mass_floor_is_on_by_default_and_zero_turns_it_off():
     assert build_config(None).min_mass == RunConfig.min_mass == 0.1
     assert build_config(None, min_mass=0).min_mass is None      # one spelling of "no floor" in config.json
     assert build_config(None, min_mass=0.2).min_mass == 0.2
+
+
+@pytest.mark.parametrize("text, flags, expected", [
+    ("generations = 1\n", {"budget": 16}, {"budget": 16, "generations": None}),
+    ("budget = 64\n", {"generations": 3}, {"budget": None, "generations": 3}),
+    ('init = "screen"\n', {"init_text": "A person from {country}"}, {"init": "random", "init_text": "A person from {country}"}),
+    ('init_text = "Hello"\n', {"init": "screen"}, {"init": "screen", "init_text": None}),
+    ('executor = "ray"\nactors = 2\nray_address = "auto"\n', {"executor": "local"},
+     {"executor": "local", "actors": None, "ray_address": None}),
+])
+def test_a_flag_replaces_the_files_alternative_to_it_instead_of_clashing_with_it(tmp_path, text, flags, expected):
+    config = build_config(write(tmp_path, text), **flags)
+    assert {k: getattr(config, k) for k in expected} == expected
+
+
+def test_an_executor_flag_for_ray_keeps_the_files_ray_settings(tmp_path):
+    from promptopt.config import replaced
+
+    file = {"actors": 4, "ray_address": "auto", "popsize": 16}
+    assert replaced(file, {"executor": "ray"}) == file
+    assert replaced(file, {"executor": "local"}) == {"popsize": 16}
+
+
+def test_a_relative_instrument_path_in_a_config_is_read_from_the_files_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "survey.toml").write_text("")
+    config = folder / "run.toml"
+    config.write_text('instrument = "survey.toml"\nmodel = "smollm2"\n')
+    monkeypatch.chdir(tmp_path)   # run from elsewhere: the path still means the file beside the config
+    built = build_config(config)
+    assert built.instrument == str((folder / "survey.toml").resolve())
+    assert built.model == "smollm2"   # a registered name, not a file there, is left as it is

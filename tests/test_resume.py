@@ -228,6 +228,7 @@ def test_a_finished_run_goes_further_only_with_a_larger_limit_and_sets_its_old_r
     code, _, err = invoke(["run", "--resume", str(run_dir), "--quiet"])   # a plain resume writes the same again
     assert code == 0 and "writing its results again" in err and not (run_dir / "finished-at-12").exists()
     old_summary = (run_dir / "summary.json").read_text()
+    assert invoke(["export", str(run_dir)])[0] == 0   # scores.csv beside summary.json: set aside with it
     warned = []
     with pytest.raises(Crash):   # resumed to go further, then stopped before the new budget
         resume(run_dir, PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(3),)),
@@ -236,6 +237,7 @@ def test_a_finished_run_goes_further_only_with_a_larger_limit_and_sets_its_old_r
     assert not (run_dir / "summary.json").exists() and not (run_dir / "best").exists()
     assert (run_dir / "finished-at-12" / "summary.json").read_text() == old_summary
     assert (run_dir / "finished-at-12" / "best" / "soft_prompt.safetensors").is_file()
+    assert (run_dir / "finished-at-12" / "scores.csv").is_file() and not (run_dir / "scores.csv").exists()
     row = describe_run(run_dir)
     assert (row["status"], row["evaluations"], row["of"]) == ("stopped", 18, 30)   # the new budget is kept
     saved = json.loads((run_dir / "config.json").read_text())
@@ -401,3 +403,38 @@ def test_a_finished_run_whose_newest_checkpoint_is_damaged_writes_its_results_ag
     assert "writing its results again" in err and not list(run_dir.glob("finished-at-*"))
     again = json.loads((run_dir / "summary.json").read_text())
     assert (again["loss"], again["evaluations"]) == (summary["loss"], summary["evaluations"])   # exact resume
+
+
+def test_a_run_saved_with_ray_settings_resumes_locally_with_executor_local(tmp_path):
+    """A Ray run's config.json keeps its actors and address; --executor local replaces them."""
+    quiet = dict(progress=False, echo=lambda s: None)
+    run_dir = tmp_path / "run"
+    with pytest.raises(Crash):
+        run(build_config(None, **ARGS), PluginHost(load_entrypoints=False, extra_plugins=(CrashAt(2),)), run_dir, **quiet)
+    saved = json.loads((run_dir / "config.json").read_text())
+    saved["config"].update(executor="ray", actors=2, ray_address="auto")   # as a Ray run records them
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    code, _, err = invoke(["run", "--resume", str(run_dir), "--executor", "local", "--quiet"])
+    assert code == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["evaluations"] == ARGS["popsize"] * ARGS["generations"]
+
+
+def test_a_stop_during_a_checkpoint_write_is_told_with_the_generations_the_checkpoint_keeps(tmp_path, monkeypatch):
+    """history.csv, the run_stopped event and the checkpoint agree on how many generations are kept."""
+    import promptopt.runner as runner
+    from promptopt.checkpoint import load_checkpoint
+
+    real_save, calls = runner.save_checkpoint, []
+
+    def save_then_stop(run_dir, payload):
+        calls.append(1)
+        if len(calls) == 4:   # the baselines' checkpoint, then generations 1 and 2; stopped writing the 3rd
+            raise KeyboardInterrupt
+        real_save(run_dir, payload)
+    monkeypatch.setattr(runner, "save_checkpoint", save_then_stop)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(build_config(None, **ARGS), PluginHost(load_entrypoints=False), run_dir, progress=False, echo=lambda s: None)
+    kept = len(load_checkpoint(run_dir, warn=lambda _: None)["history"])
+    stopped = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
+    assert stopped["event"] == "run_stopped" and stopped["generations"] == kept == len(pd.read_csv(run_dir / "history.csv"))

@@ -67,6 +67,11 @@ def test_a_damaged_run_is_one_row_saying_why_and_the_others_are_still_listed(fol
     rows = rows_of(folder, broken)
     assert rows["broken"]["status"].startswith(f"damaged: {broken}/config.json is not valid JSON")
     assert rows["done"]["status"] == "finished" and rows["cut"]["status"] == "stopped"
+    code, out, err = invoke(["runs", str(folder), str(broken)])   # the table keeps its width; the reason is below it
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith(str(broken)))
+    assert "damaged [1]" in row and "not valid JSON" not in row
+    assert f"[1] {broken}: {broken}/config.json is not valid JSON" in out
 
 
 def test_a_config_json_whose_config_is_not_a_table_is_a_damaged_row(folder, tmp_path):
