@@ -151,9 +151,13 @@ def provenance(config: dict[str, Any]) -> list[tuple[str, str]]:
     if run:
         facts.append(("soft prompt", f"position {run.get('position')}, {run.get('tokens')} token(s), subspace "
                                      f"{run.get('subspace')}, radius {run.get('radius')}, init {run.get('init')}"))
-        facts.append(("answers", f"min_mass {run.get('min_mass')}, max_entropy {run.get('max_entropy')}, shift_weight "
-                                 f"{run.get('shift_weight')}, counterbalance {run.get('counterbalance')}, "
-                                 f"respondents {run.get('respondents')}"))
+        def told(key: str) -> str:   # as the flags say it: none for an unset penalty, on/off for a switch
+            value = run.get(key)
+            if value is None or isinstance(value, bool):
+                return {None: "none", True: "on", False: "off"}[value]
+            return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+        facts.append(("answers", ", ".join(f"{key} {told(key)}" for key in
+                                           ("min_mass", "max_entropy", "shift_weight", "counterbalance", "respondents"))))
     if "evaluations" in config:
         facts.append(("budget", f"{config['evaluations']} evaluations, popsize {run.get('popsize')}"))
     if config.get("versions"):

@@ -119,6 +119,9 @@ def test_report_md_restates_the_runs_constants_soft_prompt_and_software(run_dir)
     assert "| scorer constants C | 50 (every dimension) |" in text
     assert f"| soft prompt | position {config['config']['position']}, {config['config']['tokens']} token(s)" in text
     assert f"torch {config['versions']['torch']}" in text and "| budget | 18 evaluations, popsize 6 |" in text
+    settings = config["config"]
+    assert (f"| answers | min_mass {settings['min_mass']:g}, max_entropy none, shift_weight none, counterbalance "
+            "off, respondents 0 |") in text   # as the flags spell them, not Python's None/False
 
 
 def test_report_md_carries_the_closing_tables_warning_and_survives_a_broken_config(run_dir, tmp_path):
