@@ -61,6 +61,7 @@ class RunState:
     elapsed: float = 0.0  # optimisation seconds over all sessions of this run
     stop_reason: str = ""
     optimizer: Any = None
+    executor: dict[str, Any] | None = None   # where this session's generations ran (Ray: actors, restarts, lost)
 
 
 def default_run_dir(config: RunConfig, target_code: str) -> Path:
@@ -447,7 +448,7 @@ def _generations(host: PluginHost, session: Session, state: RunState, progress: 
     """ask, evaluate, tell, write history and checkpoint, until a stopping rule says why (its name)."""
     objective, optimizer = session.objective, session.optimizer
     # z [P, d] -> SurveyResult: in this process, or on Ray actors (--executor ray), see distributed.py
-    executor = make_executor(state.config, session)
+    executor = make_executor(state.config, session, progress=progress)
     started, elapsed0, generations_before = time.perf_counter(), state.elapsed, len(state.history)
     bar = tqdm(total=state.config.total_evaluations, initial=optimizer.evaluations, desc="evaluations", unit="eval",
                disable=not progress, file=sys.stderr)
@@ -487,6 +488,7 @@ def _generations(host: PluginHost, session: Session, state: RunState, progress: 
             host.pm.hook.promptopt_generation_end(state=state, record=record)
     finally:
         bar.close()
+        state.executor = executor.describe()
         executor.close()
     return reason
 
@@ -544,7 +546,7 @@ def _finish(session: Session, state: RunState) -> dict[str, Any]:
         "answer_entropy": float(final.entropy[0]), "naive_answer_entropy": state.naive.get("answer_entropy"),
         "icl_answer_entropy": state.icl.get("answer_entropy") if state.icl else None,
         "max_entropy": config.max_entropy, "shift_weight": config.shift_weight,
-        "batch_rows": objective.evaluator.last_batch_rows,
+        "batch_rows": objective.evaluator.last_batch_rows, "executor": state.executor,
         "optimizer": config.optimizer, "seed": config.seed, "model": config.model,
         "instrument": session.instrument.name, "run_dir": str(state.run_dir)}
     write_soft_prompt(state.run_dir / "best", best_soft, {

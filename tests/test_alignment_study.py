@@ -117,11 +117,11 @@ def test_cells_of_other_settings_are_rerun_and_replaced_per_optimizer_popsize(tm
 
 def test_the_study_passes_its_dtype_to_every_cell():
     study = _load()
-    for dtype in (None, "bf16"):
+    for dtype, recorded in ((None, None), ("bf16", "bfloat16")):   # an alias as its full name, as a run records it
         args = study.parse_args(["--device", "cpu"] + (["--dtype", dtype] if dtype else []))
         study.resolve_device(args)
         args.popsizes = study.parse_popsizes(args.popsize)
-        assert study.cell_config(args, "US", "de", 0).dtype == dtype
+        assert study.cell_config(args, "US", "de", 0).dtype == recorded
 
 
 def test_the_study_passes_its_init_to_every_cell_and_old_cells_count_as_random_init():

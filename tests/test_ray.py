@@ -8,7 +8,11 @@ without it these tests are skipped, except the one that checks the missing-Ray m
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -60,6 +64,10 @@ def _closed_port() -> int:
     ("127.0.0.1:{port}", ["cannot reach the Ray cluster at 127.0.0.1:", "no connection within 5 s"]),
     ("ray://127.0.0.1:{port}", ["cannot reach the Ray cluster at ray://127.0.0.1:"]),
     ("headnode", ["--ray-address headnode is not an address Ray can join", "HOST:PORT"]),
+    ("not an address", ["--ray-address 'not an address' is not an address Ray can join"]),
+    ("127.0.0.1:99999", ["--ray-address 127.0.0.1:99999 has port 99999, outside 1-65535"]),
+    ("http://127.0.0.1:8265", ["is a URL", "drop the http://", "HOST:6379"]),
+    ("gcs://127.0.0.1:6379", ["has the scheme gcs://", "ray://HOST:PORT"]),
 ])
 def test_a_ray_address_nothing_listens_on_fails_at_once_before_the_model_loads(tmp_path, monkeypatch, address,
                                                                                 needles):
@@ -98,6 +106,44 @@ def test_a_worker_given_the_drivers_init_tokens_builds_its_space_without_redoing
         SurveyWorker(config)
 
 
+def test_an_empty_ray_address_exits_2_in_one_line_instead_of_a_traceback(tmp_path):
+    """ray.init(address='') raises ValueError: Invalid address format (a 51-line traceback)."""
+    if ray is None:
+        pytest.skip("ray is not installed")
+    code, _, stderr = invoke(["run", *TINY, "--executor", "ray", "--ray-address", "", "--out", str(tmp_path / "r")])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "--ray-address is empty; give auto, HOST:PORT or ray://HOST:PORT" in stderr, stderr
+
+
+@needs_ray
+@pytest.mark.parametrize("error, needles", [
+    (ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                     "setting `--address` flag or `RAY_ADDRESS` environment variable."),
+     ["--ray-address auto found no Ray running on this node", "ray start --head"]),
+    (ValueError("Invalid address format: x"),
+     ["--ray-address auto is not an address Ray can join (Invalid address format: x)", "HOST:PORT"]),
+])
+def test_ray_init_refusing_the_address_is_one_usage_line_naming_ray_address(monkeypatch, error, needles):
+    """What ray.init raises about an address (its text tells the user to set Ray's own `--address`
+    flag) becomes one line about promptopt's --ray-address; nothing is started, nothing shut down."""
+    from promptopt.config import RunConfig
+    from promptopt.distributed import RayExecutor
+    from promptopt.errors import UsageError
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "shutdown", lambda *a, **k: None)   # the module's own Ray stays up
+    with pytest.raises(UsageError) as info:
+        RayExecutor(RunConfig(model="tiny").validate(), address="auto")
+    message = str(info.value)
+    assert "\n" not in message and "`--address`" not in message, message
+    assert all(n in message for n in needles), message
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     if ray is None:
@@ -132,7 +178,7 @@ def _same_run(a, b):
 
 
 @needs_ray
-def test_ray_actors_give_the_local_per_candidate_losses(ray_session):
+def test_ray_actors_give_the_local_per_candidate_losses(ray_session, capsys):
     from promptopt.config import RunConfig
     from promptopt.distributed import LocalExecutor, RayExecutor
     from promptopt.host import PluginHost
@@ -144,7 +190,10 @@ def test_ray_actors_give_the_local_per_candidate_losses(ray_session):
     lo, hi = session.space.lower, session.space.upper
     z = lo + (hi - lo) * torch.rand(7, session.space.dim, generator=gen)  # 7: chunks of 4 and 3
     local = LocalExecutor(session)(z)
-    with RayExecutor(config, session, actors=2) as executor:
+    capsys.readouterr()
+    with RayExecutor(config, session, actors=2, progress=True) as executor:
+        # actors take seconds to tens of seconds to load the model: one line says so (not with --quiet)
+        assert capsys.readouterr().err.splitlines().count("starting 2 Ray actors (each loads the model) ...") == 1
         assert len(executor.actors) == 2 and not executor._owns_ray
         assert executor._init_tokens == session.space.init_tokens   # what each actor is given
         remote = executor(z)
@@ -171,6 +220,9 @@ def test_run_on_ray_has_the_local_history_for_the_same_seed(ray_session, local_r
     _same_run(local_run, out)
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["executor"] == "ray" and config["actors"] == 2
+    ran_on = json.loads((out / "summary.json").read_text())["executor"]   # the pool as it ran, for the record
+    assert (ran_on["executor"], ran_on["actors"], ran_on["restarts"], ran_on["lost"]) == ("ray", 2, 0, [])
+    assert json.loads((local_run / "summary.json").read_text())["executor"] == {"executor": "local"}
     assert ray_session.is_initialized()  # a Ray it did not start is left running
 
 
@@ -198,3 +250,70 @@ def test_an_actor_killed_mid_generation_is_replaced_and_the_run_completes_unchan
     assert executor.restarts == 1
     assert seen["submits"] == 7  # 3 generations x 2 chunks + the lost chunk resubmitted once
     _same_run(local_run, out)
+    # the recovery is not silent, even with --quiet: one line, and the pool's record after the run
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: Ray actor 0 died (it was killed by `ray.kill`); its slice went to actor 1, "
+                        "a replacement (actor 2) is starting (restart 1 of at most 8)"], err
+    described = executor.describe()   # after close(), as the runner would record it
+    assert {k: described[k] for k in ("executor", "actors", "restarts", "max_restarts", "retries")} == {
+        "executor": "ray", "actors": 2, "restarts": 1, "max_restarts": 8, "retries": 1}
+    assert described["lost"] == [{"actor": 0, "reason": "it was killed by `ray.kill`"}]
+    assert len(described["nodes"]) == 1 and json.dumps(described)
+
+
+@needs_ray
+def test_more_actors_than_the_cluster_can_place_is_refused_in_one_line_instead_of_waiting(ray_session, tmp_path):
+    """Ray queues an actor it cannot place and waits, silently, up to the 15 min start timeout."""
+    from promptopt.config import RunConfig
+    from promptopt.distributed import RayExecutor
+    from promptopt.errors import UsageError
+
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match=r"^--actors 3 needs 3 CPUs but the Ray cluster has 2; give --actors 2 "
+                                         r"or fewer \(or join a larger cluster with --ray-address\)$"):
+        RayExecutor(RunConfig(model="tiny").validate(), actors=3, start_timeout=30)
+    assert time.perf_counter() - started < 10
+    out = tmp_path / "r"
+    code, _, stderr = invoke(["run", *TINY, "--executor", "ray", "--actors", "3", "--out", str(out)])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "--actors 3 needs 3 CPUs" in stderr, stderr
+    assert not out.exists()   # no generation ran: nothing to resume
+    # GPU actors take a GPU and a CPU each (plain Python: no GPU needed)
+    pool = RayExecutor.__new__(RayExecutor)
+    pool.cuda = True
+    with pytest.raises(UsageError, match="--actors 3 needs 3 GPUs but the Ray cluster has 2; give --actors 2"):
+        pool._plan_pool({"CPU": 16.0, "GPU": 2.0}, 3, 1)
+    with pytest.raises(UsageError, match="--actors 2 needs 2 CPUs but the Ray cluster has 1; give --actors 1"):
+        pool._plan_pool({"CPU": 1.0, "GPU": 2.0}, 2, 1)
+    pool._plan_pool({"CPU": 16.0, "GPU": 2.0}, None, 1)
+    assert pool.n_actors == 2 and pool.actor_options == {"num_gpus": 1, "num_cpus": 1}
+
+
+@needs_ray
+def test_a_sigterm_while_the_driver_waits_on_its_actors_stops_the_run_as_sigterm_not_ctrl_c(ray_session, monkeypatch):
+    """ray.wait and ray.get turn whatever a signal handler raises into a plain KeyboardInterrupt, so
+    the CLI's SIGTERM stop (exit 143, resumable) would read as Ctrl-C (exit 130)."""
+    from promptopt.config import RunConfig
+    from promptopt.distributed import RayExecutor
+    from promptopt.errors import Stopped
+
+    slow = ray.remote(num_cpus=0)(lambda: __import__("time").sleep(30))
+    refs = []
+    monkeypatch.setattr(RayExecutor, "_submit", lambda self, actor, z, span: refs.append(slow.remote()) or refs[-1])
+
+    def stop(signum, frame):   # what the CLI installs for SIGTERM
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        with RayExecutor(RunConfig(model="tiny").validate(), actors=1) as executor:
+            timer.start()
+            with pytest.raises(KeyboardInterrupt) as info:
+                executor(torch.zeros(2, 4))   # waits in ray.wait for the slow "slice"
+        assert signal.getsignal(signal.SIGTERM) is stop   # close() put the handler back
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+    assert isinstance(info.value, Stopped) and info.value.signum == signal.SIGTERM
