@@ -34,6 +34,19 @@ def _exit_now(signum: int, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    with exit_on_ctrl_c():
-        from .cli import main as cli_main
-    cli_main(argv, restore_signals=False)   # the process ends with it
+    try:
+        with exit_on_ctrl_c():
+            from .cli import main as cli_main
+        cli_main(argv, restore_signals=False)   # the process ends with it
+    finally:
+        _forget_caught_ctrl_c()
+
+
+def _forget_caught_ctrl_c() -> None:
+    """A Ctrl-C that lands while a string is being eval'd (namedtuple's set-up inside a lazy import:
+    pandas' pyarrow at the first generation, matplotlib at the report) sets CPython's "unhandled
+    KeyboardInterrupt" flag although the CLI caught it and chose its exit status. Under
+    `python -m promptopt` the interpreter then kills itself with SIGINT on the way out (status -2,
+    not the 130 the stop message promised). Running any string resets that flag; a KeyboardInterrupt
+    that is still propagating sets it again, so a Ctrl-C nobody caught keeps its exit by SIGINT."""
+    exec("")

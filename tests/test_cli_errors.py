@@ -107,6 +107,30 @@ def test_ctrl_c_while_the_cli_imports_exits_130_in_one_line():
     assert scripts["promptopt"] == "promptopt.launcher:main"   # the console script starts under it
 
 
+@pytest.mark.parametrize("caught, status", [(True, 130), (False, -2)])
+def test_under_python_m_a_ctrl_c_caught_after_an_eval_exits_with_the_clis_status(tmp_path, caught, status):
+    """A KeyboardInterrupt out of an eval'd string (a lazy import's namedtuple set-up) makes CPython end a
+    `python -m` program by SIGINT even when the CLI caught it; one nobody caught still ends that way."""
+    import subprocess
+    import sys
+
+    stop = "sys.exit(130)" if caught else "raise"
+    (tmp_path / "ctrl_c_in_eval.py").write_text(
+        "import sys\n"
+        "import promptopt.cli\n"
+        "def stopped(argv, restore_signals):\n"
+        "    try:\n"
+        "        eval('(_ for _ in ()).throw(KeyboardInterrupt)')\n"
+        "    except KeyboardInterrupt:\n"
+        f"        {stop}\n"
+        "promptopt.cli.main = stopped\n"
+        "from promptopt.launcher import main\n"
+        "main()\n")
+    done = subprocess.run([sys.executable, "-m", "ctrl_c_in_eval"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, start_new_session=True)
+    assert done.returncode == status, done.stderr
+
+
 def test_an_empty_out_is_an_error_not_the_default_run_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     one_error_line(["run", *TINY, "--out", ""], "--out must be a directory path, not empty")
