@@ -2,6 +2,7 @@
 
     python benchmarks/alignment_study.py --jobs 2              # the full study (~2.5 h on 2 CPU cores)
     python benchmarks/alignment_study.py --report-only         # rebuild docs/RESULTS.md + figure
+    python benchmarks/alignment_study.py --rescore-icl --countries US GB   # ICL again, after a prompt change
     python benchmarks/alignment_study.py --model tiny --countries US --seeds 0 \\
         --optimizers de --budget 12 --popsize 4 --out /tmp/s --results /tmp/s/RESULTS.md  # smoke
 
@@ -113,8 +114,13 @@ def append_cell(path: Path, cell: dict[str, Any]) -> None:
     Under an exclusive lock, so several study processes (e.g. one per country) can share a file."""
     with locked(path):
         kept = [c for c in read_cells(path) if "key" not in cell or c.get("key") != cell["key"]]
-        text = "".join(json.dumps(c, default=str) + "\n" for c in kept + [cell])
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        write_cells(path, kept + [cell])
+
+
+def write_cells(path: Path, cells: list[dict[str, Any]]) -> None:
+    """cells.jsonl as these cells, written to a temp file and renamed (the caller holds the lock)."""
+    text = "".join(json.dumps(c, default=str) + "\n" for c in cells)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -230,7 +236,8 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         base = {"alt_naive_loss": float(naive_alt.loss[0]),
                 "alt_naive_dimensions": {d: round(float(v), 3) for d, v in zip(dims, naive_alt.scores[0].tolist())}}
     if summary.get("icl_loss") is not None:  # deterministic: scored in a country's first cell, kept here
-        base.update(icl_loss=summary["icl_loss"], icl_dimensions=summary["icl_dimensions"])
+        base.update(icl_loss=summary["icl_loss"], icl_dimensions=summary["icl_dimensions"],
+                    icl_system_prompt=summary.get("icl_system_prompt"))
     base.update(naive_loss=summary["naive_loss"], naive_dimensions=summary["naive_dimensions"])
     baselines[country] = base
     update_baselines(baselines_path, country, base)
@@ -245,6 +252,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         "answer_entropy": summary.get("answer_entropy"), "naive_answer_entropy": summary.get("naive_answer_entropy"),
         "alt_answer_entropy": float(aligned_alt.entropy[0]),
         "icl_loss": base.get("icl_loss"), "icl_dimensions": base.get("icl_dimensions"),
+        "icl_system_prompt": base.get("icl_system_prompt"),
         "alt_loss": float(aligned_alt.loss[0]),
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
         "alt_naive_loss": base["alt_naive_loss"], "alt_naive_dimensions": base["alt_naive_dimensions"],
@@ -281,6 +289,41 @@ def run_study(args, report: bool = True) -> None:
               file=sys.stderr, flush=True)
         if report:
             write_report(cells_path, Path(args.results))
+
+
+ICL_FIELDS = ("icl_loss", "icl_dimensions", "icl_system_prompt")
+
+
+def rescore_icl(out: Path, countries: list[str]) -> None:
+    """Score the ICL baseline again, with the persona prompt as `promptopt.baselines` writes it now, into
+    every cell of these countries: for a study scored before the prompt changed (the runs are kept).
+    Each cell is scored at its own recorded model, device and settings, each distinct one once."""
+    cells_path, baselines_path = out / "cells.jsonl", out / "baselines.json"
+    host = cached_models(PluginHost(load_entrypoints=False))
+    scored: dict[str, dict[str, Any]] = {}
+
+    def rescored(cell: dict[str, Any]) -> dict[str, Any]:
+        if cell["country"] not in countries:
+            return cell
+        settings = recorded_settings(cell)
+        key = json.dumps([cell["country"], cell["model"], cell["device"], settings], sort_keys=True)
+        if key not in scored:
+            config = build_config(None, model=cell["model"], device=cell["device"], country=cell["country"],
+                                  **settings)
+            backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
+            scored[key] = runner.icl_baseline(host, config, backend, session.check_survey(host, config)[2])
+            was = "none" if cell.get("icl_loss") is None else f"{cell['icl_loss']:.2f}"
+            print(f"{cell['country']}: ICL L1 {was} -> {scored[key]['loss']:.2f}", file=sys.stderr)
+        icl = scored[key]
+        return {**cell, "icl_loss": icl["loss"], "icl_dimensions": icl["dimensions"],
+                "icl_system_prompt": icl["system_prompt"]}
+
+    with locked(cells_path):
+        cells = [rescored(c) for c in read_cells(cells_path)]
+        write_cells(cells_path, cells)
+    for cell in {c["country"]: c for c in cells if c["country"] in countries}.values():
+        base = read_json(baselines_path).get(cell["country"], {})
+        update_baselines(baselines_path, cell["country"], {**base, **{k: cell[k] for k in ICL_FIELDS}})
 
 
 def study_status(args, report: bool = True) -> int:
@@ -660,6 +703,9 @@ def parse_args(argv: list[str] | None = None):
                    help="model dtype (default: a run's: fp32 on CPU, and on CUDA for models under 1B parameters)")
     p.add_argument("--results", default="docs/RESULTS.md", help="Markdown report; the PNG goes to img/ beside it")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from cells.jsonl, run nothing")
+    p.add_argument("--rescore-icl", action="store_true",
+                   help="score the ICL baseline of the --countries' cells again with the current persona prompt "
+                        "(after a change to it), then rewrite the report; runs nothing else")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes, each taking every N-th country (default 1; 2 on a 2-core CPU)")
     args = p.parse_args(argv)
@@ -682,7 +728,9 @@ def main(argv: list[str] | None = None) -> int:
     resolve_device(args)
     cells_path = Path(args.out) / "cells.jsonl"
     status = 0
-    if not args.report_only:
+    if args.rescore_icl:
+        rescore_icl(Path(args.out), args.countries)
+    elif not args.report_only:
         status = run_jobs(args) if args.jobs > 1 else study_status(args)
         if status == 2 and args.jobs == 1:
             return 2   # nothing ran: leave the report alone (workers may have finished cells: report those)

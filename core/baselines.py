@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 DESCRIPTIONS = {
     "PDI": ("power distance", "people accept that power is distributed unequally and defer to authority",
             "people expect power to be shared and question authority"),
@@ -22,10 +24,22 @@ def _level(score: float) -> str:
     return "high" if score >= 65 else "low" if score <= 35 else "moderate"
 
 
+# Country names English writes with "the": unions and federations, republics and kingdoms named by their
+# form of state, island groups and the plural names (as the target table spells them: pycountry's names)
+_TAKES_THE = re.compile(r"^(United|Central African|Dominican|Czech) |(Federation|Republic|Kingdom|Islands|Emirates)$"
+                        r"|^(Netherlands|Philippines|Bahamas|Maldives|Comoros|Seychelles|Gambia)$")
+
+
+def place_name(name: str) -> str:
+    """A target's name as it reads after "from": "the United States", "China"."""
+    return f"the {name}" if _TAKES_THE.search(name) else name
+
+
 def icl_system_prompt(target) -> str:
     """A system prompt telling the model whom to answer as, describing the culture from its scores."""
-    persona = (f"You are a typical adult from {target.name}, answering a survey about your own values and "
-               f"views. Answer as a person from {target.name} would.")
+    place = place_name(target.name)
+    persona = (f"You are a typical adult from {place}, answering a survey about your own values and "
+               f"views. Answer as a person from {place} would.")
     described = [dim for dim in DESCRIPTIONS if dim in target.scores]
     if not described:  # a plugin's target on other dimensions: the persona alone
         return persona

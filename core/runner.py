@@ -83,12 +83,17 @@ def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
     state.naive = {"loss": float(naive.loss[0]), "dimensions": _dims(objective.dimensions, naive.scores[0]),
                    "option_mass": float(naive.answers.mass.mean()), "answer_entropy": float(naive.entropy[0])}
     if state.config.icl_baseline:
-        persona = icl_system_prompt(session.target)
-        _, _, _, icl_objective = build_objective(host, state.config, session.backend, persona)
-        icl = icl_objective(None)
-        state.icl = {"loss": float(icl.loss[0]), "dimensions": _dims(objective.dimensions, icl.scores[0]),
-                     "option_mass": float(icl.answers.mass.mean()), "answer_entropy": float(icl.entropy[0]),
-                     "system_prompt": persona}
+        state.icl = icl_baseline(host, state.config, session.backend, session.target)
+
+
+def icl_baseline(host: PluginHost, config: RunConfig, backend, target) -> dict[str, Any]:
+    """The ICL baseline's scores: the bare model under the target's persona system prompt."""
+    persona = icl_system_prompt(target)
+    _, _, _, objective = build_objective(host, config, backend, persona)
+    icl = objective(None)
+    return {"loss": float(icl.loss[0]), "dimensions": _dims(objective.dimensions, icl.scores[0]),
+            "option_mass": float(icl.answers.mass.mean()), "answer_entropy": float(icl.entropy[0]),
+            "system_prompt": persona}
 
 
 def run(config: RunConfig, host: PluginHost | None = None, run_dir: str | Path | None = None,

@@ -267,3 +267,24 @@ def test_the_studys_long_table_has_every_cells_scores_on_both_wordings_and_each_
     assert key.count(("aligned", "alternate", 1)) == 2 and len(rows) == 2 * (2 + 1 + 2 * 2)
     pdi = next(r for r in rows if r["method"] == "aligned" and r["seed"] == 1 and r["dimension"] == "PDI" and r["wording"] == "main")
     assert (pdi["score"], pdi["target"], pdi["constant"]) == (45.0, 40.0, 50.0)
+
+
+def test_rescore_icl_writes_the_current_prompts_scores_into_every_cell_of_its_countries_only(tmp_path):
+    study = _load()
+    out = tmp_path / "s"
+    args = ["--model", "tiny", "--countries", "US", "CN", "--seeds", "0", "1", "--optimizers", "random",
+            "--budget", "8", "--popsize", "4", "--out", str(out), "--results", str(out / "R.md")]
+    assert study.main(args) == 0
+    cells = study.read_cells(out / "cells.jsonl")
+    scored = {c["key"]: (c["icl_loss"], c["icl_dimensions"]) for c in cells}
+    stale = [{**c, "icl_loss": 99.0, "icl_system_prompt": "old"} for c in cells]   # as if an older prompt scored them
+    study.write_cells(out / "cells.jsonl", stale)
+
+    assert study.main([*args[:4], *args[5:], "--rescore-icl"]) == 0   # US only
+    again = {c["key"]: c for c in study.read_cells(out / "cells.jsonl")}
+    for key in ("US-random-0", "US-random-1"):
+        assert (again[key]["icl_loss"], again[key]["icl_dimensions"]) == scored[key]
+        assert again[key]["icl_system_prompt"].startswith("You are a typical adult from the United States, ")
+    assert again["CN-random-0"]["icl_loss"] == 99.0 and again["CN-random-0"]["icl_system_prompt"] == "old"
+    assert study.read_json(out / "baselines.json")["US"]["icl_loss"] == scored["US-random-0"][0]
+    assert "| ICL | " + f"{scored['US-random-0'][0]:.2f}" in (out / "R.md").read_text()

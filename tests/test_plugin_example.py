@@ -119,7 +119,7 @@ def test_the_icl_persona_describes_only_dimensions_it_knows(example_installed):
     profile = icl_system_prompt(host.target("autonomy", "workvalues"))   # AUT, SEC: not Hofstede's
     assert "Autonomy seeker" in profile and "Hofstede" not in profile and "\n" not in profile
     us = icl_system_prompt(host.target("US"))
-    assert us.startswith(profile.replace("Autonomy seeker", "United States"))
+    assert us.startswith(profile.replace("Autonomy seeker", "the United States"))
     assert "in Hofstede's terms" in us and len(us.splitlines()) == 7   # the persona, then one line per dimension
 
 

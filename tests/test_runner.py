@@ -31,7 +31,7 @@ def test_without_a_floor_the_loop_skips_the_option_mass_and_the_baselines_and_fi
     assert 0 < summary["option_mass"] <= 1 and math.isfinite(summary["naive_option_mass"])
     assert 0 < summary["icl_option_mass"] <= 1
     # the ICL baseline's own text is kept with its numbers
-    assert summary["icl_system_prompt"].startswith("You are a typical adult from United States")
+    assert summary["icl_system_prompt"].startswith("You are a typical adult from the United States, ")
     # the closing table shows how much of the next token is an answer: naive, ICL, aligned
     row = next(line for line in printed[-1].splitlines() if line.startswith("answer p"))
     assert row.split()[2:] == [f"{summary[k]:.1%}" for k in ("naive_option_mass", "icl_option_mass", "option_mass")]
