@@ -30,8 +30,14 @@ _TAKES_THE = re.compile(r"^(United|Central African|Dominican|Czech) |(Federation
                         r"|^(Netherlands|Philippines|Bahamas|Maldives|Comoros|Seychelles|Gambia)$")
 
 
+# the dataset's regions put the compass point last ("Africa East"); English puts it first
+_COMPASS_LAST = re.compile(r"^(\w+) (East|West|North|South)$")
+
+
 def place_name(name: str) -> str:
-    """A target's name as it reads after "from": "the United States", "China"."""
+    """A target's name as it reads after "from": "the United States", "China", "East Africa"."""
+    if region := _COMPASS_LAST.match(name):
+        return f"{region[2]} {region[1]}"
     return f"the {name}" if _TAKES_THE.search(name) else name
 
 
