@@ -20,45 +20,36 @@ since every chunk is a pure function of its z; a warning line on stderr says so.
 raised by the evaluation itself (a bug, CUDA out of memory) is not retried: it is raised on the
 driver.
 
-``ray.init`` is wrapped (``_init_ray``) so that a Ray run stops on Ctrl-C, SIGTERM and SIGHUP as a
-local one does: Ray's own SIGTERM handler (``sys.exit(15)``, a run ending in an error) is undone,
-and a stop signal that arrives while ``ray.init`` starts its processes is held until it returns,
-so the Ray this run started can be shut down rather than left behind.
+Which cluster a run joins is checked in ``ray_address``, how stop signals reach a Ray run in
+``ray_signals``, and what each actor runs in ``ray_worker``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import shlex
-import signal
-import socket
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .errors import PromptoptError, UsageError
+from .errors import ExecutorError, UsageError, first_line
 from .evaluator import AnswerDistribution
 from .objective import SurveyResult
+from .ray_address import check_address, check_reachable, init_error, resolve_address
+from .ray_signals import SignalRelay, init_ray
+from .ray_worker import SurveyWorker, space_fingerprint
+
+__all__ = ["EXECUTORS", "RAY_INSTALL_HINT", "ExecutorError", "GenerationStats", "LocalExecutor", "RayExecutor",
+           "SurveyWorker", "check_reachable", "make_executor", "ray_available", "space_fingerprint"]
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = ("--executor ray needs Ray, which is not installed; "
                     "install it with: pip install 'promptopt[ray]'  (or: pip install 'ray>=2.9')")
-ADDRESS_FORMS = "give auto, HOST:PORT (the head's GCS, default port 6379) or ray://HOST:PORT (Ray Client, default 10001)"
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-class ExecutorError(PromptoptError, RuntimeError):
-    """The distributed executor could not evaluate a generation (exit status 1)."""
-
-    exit_code = 1
 
 
 def ray_available() -> bool:
@@ -113,64 +104,6 @@ class LocalExecutor:
         self.close()
 
 
-def space_fingerprint(space) -> list[float]:
-    """A few sums that differ if two processes built different search spaces (weights, seed, code)."""
-    parts = [space.x0, space.lower, space.upper] + ([space.projection] if space.projection is not None else [])
-    return [float(p.double().sum()) for p in parts] + [float(space.dim), float(space.n_tokens)]
-
-
-class SurveyWorker:
-    """A Ray actor's state: one model, one search space, one survey objective, built once.
-
-    Plain Python (``ray.remote`` wraps it in the driver), so it is importable and testable
-    without Ray.
-    """
-
-    def __init__(self, config, threads: int | None = None, init_tokens: list[int] | None = None) -> None:
-        import dataclasses
-
-        from .host import PluginHost
-        from .session import open_session
-
-        if threads:
-            torch.set_num_threads(threads)
-        if any(f.name == "executor" for f in dataclasses.fields(config)):
-            config = dataclasses.replace(config, executor="local")
-        if str(config.device).startswith("cuda"):  # Ray shows a GPU actor only its own GPU, as cuda:0
-            config = dataclasses.replace(config, device="cuda")
-        started = time.perf_counter()
-        self.session = open_session(PluginHost(), config, init_tokens)
-        self.setup_seconds = time.perf_counter() - started
-        self.evaluations = 0
-
-    def info(self) -> dict[str, Any]:
-        import platform
-
-        backend = self.session.backend
-        return {"pid": os.getpid(), "host": platform.node(), "device": str(backend.device),
-                "threads": torch.get_num_threads(), "setup_seconds": round(self.setup_seconds, 3),
-                "space": space_fingerprint(self.session.space)}
-
-    def evaluate(self, z: torch.Tensor, start: int = 0, stop: int | None = None) -> dict[str, Any]:
-        """Candidates start:stop of the population z [P, d] -> their loss, scores, answers (CPU tensors).
-
-        The whole population is decoded (a [P, d] x [d, K*H] product, negligible next to the
-        model) and then sliced, so each soft prompt is bit for bit the one the driver's
-        ``space.decode(z)`` gives: a matmul over fewer rows may round differently.
-        """
-        started = time.perf_counter()
-        session = self.session
-        soft = session.space.decode(z)[start:stop]
-        result = session.objective(soft, mass=False)   # the loop needs no option mass (unless --min-mass)
-        self.evaluations += soft.shape[0]
-        answers = result.answers
-        return {"loss": result.loss.cpu(), "fitness": result.fitness.cpu(), "scores": result.scores.cpu(),
-                "entropy": result.entropy.cpu(),
-                "probs": answers.probs.cpu(), "expected": answers.expected.cpu(),
-                "mass": None if answers.mass is None else answers.mass.cpu(),
-                "seconds": time.perf_counter() - started, "pid": os.getpid()}
-
-
 @dataclass
 class GenerationStats:
     """Timing of the last generation on the executor, for benchmarks and logs."""
@@ -185,202 +118,6 @@ class GenerationStats:
     def overhead(self) -> float:
         """Driver wall time not spent evaluating in the slowest actor: transfer, scheduling, gather."""
         return max(0.0, self.wall - self.actor_max)
-
-
-def check_address(address: str | None, label: str | None = None) -> None:
-    """A --ray-address that Ray cannot parse fails here in one line, instead of a ValueError traceback
-    from ray.init (an empty one, a bad port) or minutes of retries (an http:// dashboard URL).
-    ``label``: how the message names it (default ``--ray-address ADDRESS``; ``RAY_ADDRESS=...``)."""
-    if address is None or address in ("auto", "local"):
-        return
-    flag = label or f"--ray-address {shlex.quote(address)}"
-    if not address.strip():
-        raise UsageError("--ray-address is empty; give auto, HOST:PORT or ray://HOST:PORT, "
-                         "or leave it out for a local Ray")
-    scheme, sep, rest = address.partition("://")
-    if sep and scheme.lower() in ("http", "https"):
-        raise UsageError(f"{flag} is a URL (Ray's dashboard and job API, port 8265), not a cluster address; "
-                         f"drop the {scheme}:// and give the head's GCS, HOST:6379 (or ray://HOST:10001 for Ray Client)")
-    if sep and scheme != "ray":
-        raise UsageError(f"{flag} has the scheme {scheme}://, which is not Ray's; {ADDRESS_FORMS}")
-    host, _, port = (rest if sep else address).rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"{flag} is not an address Ray can join; {ADDRESS_FORMS}")
-    if not 0 < int(port) < 65536:
-        raise UsageError(f"{flag} has port {port}, outside 1-65535; {ADDRESS_FORMS}")
-
-
-def check_reachable(address: str | None, timeout: float = 5.0, label: str | None = None) -> None:
-    """A ``HOST:PORT`` or ``ray://HOST:PORT`` cluster address must accept a TCP connection within
-    ``timeout`` seconds: ray.init would otherwise retry its GCS connection for minutes, printing a
-    warning every few seconds, before failing. ``auto``, ``local`` and None are Ray's to resolve."""
-    check_address(address, label)
-    if address is None or address in ("auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise UsageError(f"cannot reach the Ray cluster at {address}: no connection within {timeout:g} s "
-                         f"({exc.strerror or type(exc).__name__}); check that its head is up (`ray status` on "
-                         "it) and the address and port, or run without --executor ray") from None
-
-
-def _ray_address(address: str | None) -> tuple[str | None, str]:
-    """The address ray.init will use, and how a message names it: RAY_ADDRESS where none or ``auto``
-    is given (as ray.init does; it ignores an empty one), else the --ray-address given."""
-    env = os.environ.get("RAY_ADDRESS") or None
-    if env and address in (None, "auto"):
-        return env, f"RAY_ADDRESS={shlex.quote(env)}"
-    return address, "" if address is None else f"--ray-address {shlex.quote(address)}"
-
-
-@contextlib.contextmanager
-def _stop_signals_held() -> Iterator[list[int]]:
-    """Ctrl-C, SIGTERM and SIGHUP wait until the block ends, and the handlers in place before it are
-    put back whatever it installed (ray.init sets its own SIGTERM handler). Yields the list of held
-    signals; a second signal is handled at once (a user who insists gets an immediate stop)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield []   # signal handlers belong to the main thread; Ray skips its own there too
-        return
-    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    held: list[int] = []
-    restored = []
-
-    def restore() -> None:
-        if not restored:
-            restored.append(True)
-            for sig, handler in saved.items():
-                if handler is not None:   # None: set outside Python, cannot be put back from here
-                    signal.signal(sig, handler)
-
-    def hold(signum: int, frame) -> None:
-        if held:   # the second: handled now, by the handler that was in place
-            restore()
-            _deliver(signum)
-            return
-        held.append(signum)
-
-    for sig, handler in saved.items():
-        if handler is not None and handler is not signal.SIG_IGN:   # an ignored signal stays ignored
-            signal.signal(sig, hold)
-    # ray.init installs a SIGTERM handler of its own (sys.exit) before it starts the node's processes,
-    # and the node one that kills them: neither while the signal is held (restored below either way)
-    utils = sys.modules.get("ray._private.utils")
-    setter = getattr(utils, "set_sigterm_handler", None)
-    if setter is not None:
-        utils.set_sigterm_handler = lambda handler: None
-    try:
-        yield held
-    except SystemExit as exc:   # Ray's own handler, where the one above could not be kept out
-        if exc.code != getattr(signal, "SIGTERM", None):
-            raise
-        held.append(exc.code)
-    finally:
-        if setter is not None:
-            utils.set_sigterm_handler = setter
-        restore()
-
-
-def _deliver(signum: int) -> None:
-    """Handle a held signal now, as the handler in place would have (Stopped, KeyboardInterrupt, exit)."""
-    handler = signal.getsignal(signum)
-    if callable(handler):
-        handler(signum, None)
-    elif handler == signal.SIG_DFL:
-        signal.raise_signal(signum)
-
-
-class _SignalRelay:
-    """Ray's blocking calls (ray.get, ray.wait) turn whatever a signal handler raises into a plain
-    KeyboardInterrupt, so a SIGTERM or SIGHUP that arrives while the driver waits for its actors
-    would end the run as Ctrl-C (exit 130, "stopped by Ctrl-C"). The relay wraps those signals'
-    handlers to keep what they raised, and ``kept()`` raises that instead of Ray's substitute."""
-
-    def __init__(self) -> None:
-        self.raised: BaseException | None = None
-        self._saved: dict[int, Any] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in STOP_SIGNALS:
-            handler = signal.getsignal(sig)
-            if sig != signal.SIGINT and callable(handler):   # Ctrl-C is a KeyboardInterrupt either way
-                self._saved[sig] = handler
-                signal.signal(sig, self._relay)
-
-    def _relay(self, signum: int, frame) -> None:
-        try:
-            self._saved[signum](signum, frame)
-        except BaseException as exc:
-            self.raised = exc
-            raise
-
-    @contextlib.contextmanager
-    def kept(self) -> Iterator[None]:
-        try:
-            yield
-        except KeyboardInterrupt as exc:
-            if self.raised is not None and exc is not self.raised:
-                raise self.raised from None
-            raise
-
-    def close(self) -> None:
-        """The handlers back, unless a handler has changed its own since (the CLI's ignores repeats)."""
-        for sig, handler in self._saved.items():
-            if signal.getsignal(sig) == self._relay:
-                signal.signal(sig, handler)
-        self._saved = {}
-
-
-class _HideTokenNotice(logging.Filter):
-    """Ray 2.5x+ logs a WARNING on every new local instance that token authentication is on by
-    default: a notice about Ray's defaults, not about this run (the 'disabled' warning stays)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Token authentication is enabled")
-
-
-def _init_ray(ray, address: str | None, kwargs: dict[str, Any]) -> None:
-    """ray.init(address, **kwargs) with this process's stop signals kept (see ``_stop_signals_held``);
-    a stop signal during it shuts down what it started, then stops the run as the signal would have."""
-    token_logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    notice = _HideTokenNotice()
-    token_logger.addFilter(notice)
-    # Ray's C++ crash handler, installed while ray.init connects, takes SIGTERM too: a fake crash
-    # report ("*** SIGTERM received ... PC: @") and an abort (exit 134) instead of a clean stop
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
-    held: list[int] = []
-    try:
-        with _stop_signals_held() as held:
-            ray.init(address=address, **kwargs)
-    except BaseException:
-        if held:   # a second signal cut ray.init short: shut down what Ray can still reach
-            ray.shutdown()
-        raise
-    finally:
-        token_logger.removeFilter(notice)
-    if held:
-        ray.shutdown()   # the instance this run started; a joined cluster is only disconnected from
-        _deliver(held[0])
-
-
-def _ray_init_error(exc: BaseException, address: str | None, flag: str) -> PromptoptError | None:
-    """ray.init's refusal of an address as one line naming where it came from (``flag``: the
-    --ray-address flag or RAY_ADDRESS), or None for an error that is not about the address."""
-    text = _first_line(exc).replace("setting `--address` flag", "giving --ray-address").replace(
-        "`--address` flag", "--ray-address")
-    if address is None:   # ray.init() on its own: a local Ray that did not start (or a stale one on the node)
-        if isinstance(exc, ConnectionError):
-            return ExecutorError(f"Ray could not start (or join the one on this node): {text}")
-        return None
-    if isinstance(exc, ConnectionError):
-        if "Could not find any running Ray instance" in text:
-            return UsageError(f"{flag} found no Ray running on this node; start one there with `ray start --head`, "
-                              "give HOST:PORT of a running cluster, or leave --ray-address out for a new local Ray")
-        return UsageError(f"cannot reach the Ray cluster at {address} ({flag}): {text}")
-    if isinstance(exc, ValueError):
-        return UsageError(f"{flag} is not an address Ray can join ({text}); {ADDRESS_FORMS}")
-    return None
 
 
 class RayExecutor:
@@ -416,7 +153,7 @@ class RayExecutor:
         self.start_timeout = start_timeout
         self._warn = warn or _warn_above_bar
         self._owns_ray = False
-        self.address, label = _ray_address(address)
+        self.address, label = resolve_address(address)
         self.stats = GenerationStats()
         self.restarts = self.retries = 0
         self.actors: list[Any] = []
@@ -424,7 +161,7 @@ class RayExecutor:
         self._numbers: dict[Any, int] = {}   # actor -> its number in warnings: 0.., replacements after
         self._nodes: set[str] = set()
         self._lost: list[dict[str, Any]] = []
-        self._signals: _SignalRelay | None = None
+        self._signals: SignalRelay | None = None
         check_address(self.address, label)
         try:
             if not ray.is_initialized():
@@ -433,13 +170,13 @@ class RayExecutor:
                 check_reachable(self.address, label=label)
                 self._owns_ray = True   # before ray.init: a stop during it shuts down what it started
                 try:
-                    _init_ray(ray, address, kwargs)
+                    init_ray(ray, address, kwargs)
                 except (ConnectionError, ValueError) as exc:
-                    error = _ray_init_error(exc, self.address, label)
+                    error = init_error(exc, self.address, label)
                     if error is None:
                         raise
                     raise error from None
-            self._signals = _SignalRelay()
+            self._signals = SignalRelay()
             self._plan_pool(ray.cluster_resources(), actors, cpus_per_actor)
             self.max_restarts = 4 * self.n_actors if max_restarts is None else max_restarts
             self._remote_cls = ray.remote(SurveyWorker)
@@ -500,7 +237,7 @@ class RayExecutor:
             raise ExecutorError(f"Ray actors did not start within {self.start_timeout:.0f} s (is the cluster "
                                 f"short of {'GPUs' if self.cuda else 'CPUs'} for {len(actors)} actors?)") from None
         except (self._task_error, *self._lost_errors) as exc:
-            raise ExecutorError(f"a Ray actor failed to build the model and objective: {_first_line(exc)}") from None
+            raise ExecutorError(f"a Ray actor failed to build the model and objective: {first_line(exc)}") from None
         for actor, info in zip(actors, infos):
             self._infos[actor].update(info)
             self._nodes.add(info["host"])
@@ -573,7 +310,7 @@ class RayExecutor:
             except self._lost_errors as exc:
                 if attempt >= self.max_retries:
                     raise ExecutorError(f"chunk {i} of the population was lost {attempt + 1} times "
-                                        f"(last: {_first_line(exc)}); giving up") from None
+                                        f"(last: {first_line(exc)}); giving up") from None
                 reason = _death_reason(exc)
                 replacement = self._replace(actor, reason)
                 load.pop(actor, None)
@@ -668,7 +405,7 @@ def _death_reason(exc: BaseException) -> str:
     marker = "The actor is dead because "
     if marker in text:
         return re.split(r"\.(?:\s|$)", text.split(marker, 1)[1], maxsplit=1)[0].strip()
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _spans(n: int, parts: int) -> list[tuple[int, int]]:
@@ -677,11 +414,6 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
     sizes = [n // parts + (i < n % parts) for i in range(parts)]
     ends = [sum(sizes[:i + 1]) for i in range(parts)]
     return [(end - size, end) for size, end in zip(sizes, ends)]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _close(a: list[float], b: list[float]) -> bool:

@@ -14,6 +14,12 @@ def exception_line(exc: BaseException, sep: str = " ") -> str:
     return one_line(f"{type(exc).__name__}: {exc}", sep)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type's name where it has no message (Ray's run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PromptoptError(Exception):
     """Base of every promptopt error."""
 
@@ -28,6 +34,12 @@ class UsageError(PromptoptError, ValueError):
 
 class PluginError(PromptoptError, RuntimeError):
     """A plugin failed to import, register, or validate."""
+
+    exit_code = 1
+
+
+class ExecutorError(PromptoptError, RuntimeError):
+    """The distributed executor could not evaluate a generation (exit status 1)."""
 
     exit_code = 1
 
