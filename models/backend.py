@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +44,34 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, paramet
         raise ValueError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}") from None
 
 
+# A CPU dtype this many times slower than float32 at a matrix product gets a warning at load: torch's
+# float16 has no fast CPU kernels on most x86 CPUs (3 vs 196 GFLOP/s on this project's 2-core EPYC,
+# `python benchmarks/matmul.py --dtypes float32 float16`; a run's loop 3.1x slower, docs/BENCHMARKS.md).
+SLOW_DTYPE_RATIO = 4.0
+
+
+def matmul_seconds(dtype: torch.dtype, size: int = 256, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of a size^3 matrix product in ``dtype`` on the CPU, after a warm-up."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+@functools.lru_cache(maxsize=None)
+def slow_cpu_dtype(dtype: torch.dtype) -> float | None:
+    """How many times slower than float32 a matrix product in ``dtype`` runs on this CPU, where that
+    is ``SLOW_DTYPE_RATIO`` or more (measured once per process, in ~0.1 s); else None."""
+    if dtype == torch.float32:
+        return None
+    ratio = matmul_seconds(dtype) / max(matmul_seconds(torch.float32), 1e-9)
+    return ratio if ratio >= SLOW_DTYPE_RATIO else None
+
+
 def parameter_count(config) -> int:
     """Parameters of the causal LM a config describes, counted on the meta device (no weights made)."""
     with torch.device("meta"):
@@ -60,6 +91,10 @@ class CausalLMBackend:
     def __post_init__(self) -> None:
         self.model.eval()
         self.model.requires_grad_(False)
+        if self.device.type == "cpu" and (ratio := slow_cpu_dtype(self.dtype)):
+            name = str(self.dtype).removeprefix("torch.")
+            print(f"warning: {name} is slower than float32 on this CPU (a matrix product {ratio:.0f}x); "
+                  f"give --dtype float32 (the CPU default) unless you need {name}", file=sys.stderr, flush=True)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"model {self.name!r} has no chat template; use an instruction-tuned model")
         self.system_role = self._template_takes_system()
