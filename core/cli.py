@@ -56,7 +56,8 @@ SCORING_OPTIONS = [
     click.option("--batch-rows", type=int, help="(candidate x item) rows per forward (default: from a memory budget)"),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="TOML file of these options (and [hyper], [constants], system_prompt); flags override it, "
-                      "and a relative instrument or model path in it is read from the file's folder"),
+                      "and a relative instrument or model path in it is read from the file's folder "
+                      "(a relative out from the working directory)"),
 ]
 # how the soft prompt is searched for: `run` only (evaluate scores a given prompt)
 SEARCH_OPTIONS = [

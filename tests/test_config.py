@@ -101,3 +101,13 @@ def test_a_relative_instrument_path_in_a_config_is_read_from_the_files_folder(tm
     built = build_config(config)
     assert built.instrument == str((folder / "survey.toml").resolve())
     assert built.model == "smollm2"   # a registered name, not a file there, is left as it is
+
+
+def test_a_relative_out_in_a_config_stays_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """Output goes where the user runs from, as a flag's would; only inputs are read beside the file."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    config = folder / "run.toml"
+    config.write_text('out = "runs/us"\n')
+    monkeypatch.chdir(tmp_path)
+    assert build_config(config).out == "runs/us"
