@@ -219,6 +219,9 @@ def alternate_wording(host: PluginHost, config: RunConfig, run_dir: Path):
     return alt, alt(soft[None])
 
 
+ICL_FIELDS = ("icl_loss", "icl_dimensions", "icl_system_prompt")   # as summary.json names them
+
+
 def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, icl: bool,
              baselines: dict[str, Any], baselines_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
@@ -236,8 +239,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         base = {"alt_naive_loss": float(naive_alt.loss[0]),
                 "alt_naive_dimensions": {d: round(float(v), 3) for d, v in zip(dims, naive_alt.scores[0].tolist())}}
     if summary.get("icl_loss") is not None:  # deterministic: scored in a country's first cell, kept here
-        base.update(icl_loss=summary["icl_loss"], icl_dimensions=summary["icl_dimensions"],
-                    icl_system_prompt=summary.get("icl_system_prompt"))
+        base.update({k: summary.get(k) for k in ICL_FIELDS})
     base.update(naive_loss=summary["naive_loss"], naive_dimensions=summary["naive_dimensions"])
     baselines[country] = base
     update_baselines(baselines_path, country, base)
@@ -251,8 +253,7 @@ def run_cell(host: PluginHost, args, country: str, optimizer: str, seed: int, ic
         "option_mass": summary["option_mass"], "naive_option_mass": summary["naive_option_mass"],
         "answer_entropy": summary.get("answer_entropy"), "naive_answer_entropy": summary.get("naive_answer_entropy"),
         "alt_answer_entropy": float(aligned_alt.entropy[0]),
-        "icl_loss": base.get("icl_loss"), "icl_dimensions": base.get("icl_dimensions"),
-        "icl_system_prompt": base.get("icl_system_prompt"),
+        **{k: base.get(k) for k in ICL_FIELDS},
         "alt_loss": float(aligned_alt.loss[0]),
         "alt_dimensions": {d: round(float(v), 3) for d, v in zip(dims, aligned_alt.scores[0].tolist())},
         "alt_naive_loss": base["alt_naive_loss"], "alt_naive_dimensions": base["alt_naive_dimensions"],
@@ -289,9 +290,6 @@ def run_study(args, report: bool = True) -> None:
               file=sys.stderr, flush=True)
         if report:
             write_report(cells_path, Path(args.results))
-
-
-ICL_FIELDS = ("icl_loss", "icl_dimensions", "icl_system_prompt")
 
 
 def rescore_icl(out: Path, countries: list[str]) -> None:
