@@ -52,8 +52,8 @@ _TEMP = re.compile(r"\..+\.[a-z0-9_]{8}")
 
 
 def remove_stale_temps(run_dir: Path) -> list[Path]:
-    """Temp files a killed process left in run_dir and run_dir/best (kill -9 runs no cleanup); called
-    with the lock held, when no other process can be writing them."""
+    """Temp files a killed process left in run_dir and run_dir/best (kill -9 runs no cleanup), or a stop
+    left untracked; called with the lock held, when no other process can be writing them."""
     stale = [p for d in (run_dir, run_dir / "best") if d.is_dir() for p in d.iterdir()
              if _TEMP.fullmatch(p.name) and p.is_file()]
     for p in stale:
@@ -95,7 +95,8 @@ def locked(run_dir: Path) -> Iterator[None]:
         remove_stale_temps(run_dir)
         try:
             yield
-        finally:
+        finally:  # a stop signal can land where atomic_write has made its temp file but not yet named it
+            remove_stale_temps(run_dir)   # (inside mkstemp): swept while the lock still keeps others out
             f.truncate(0)
 
 

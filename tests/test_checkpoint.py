@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -97,3 +99,25 @@ def test_taking_the_lock_clears_the_temp_files_a_killed_process_left(tmp_path):
         p.write_text("x")
     with locked(tmp_path):
         assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+def test_a_stop_inside_mkstemp_leaves_no_temp_file_once_the_lock_is_let_go(tmp_path, monkeypatch):
+    """A signal can land after mkstemp made its file but before atomic_write holds the name (seen in CI
+    under three SIGTERMs): letting go of the lock sweeps what atomic_write could not."""
+    import tempfile
+
+    import promptopt.rundir as rundir
+    from promptopt.errors import Stopped
+
+    real_mkstemp = tempfile.mkstemp
+
+    def made_then_stopped(*args, **kwargs):
+        fd, _ = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        raise Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(rundir.tempfile, "mkstemp", made_then_stopped)
+    with pytest.raises(Stopped), rundir.locked(tmp_path):
+        rundir.atomic_write(tmp_path / "history.csv", lambda tmp: None)
+        assert False, "atomic_write should have been stopped"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
