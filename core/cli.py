@@ -82,6 +82,9 @@ SEARCH_OPTIONS = [
     click.option("--max-entropy", type=float, help="cap on how undecided the answers are: their mean entropy over "
                                                     "the options, 0 (one option) to 1 (all equally likely); "
                                                     "the bare embedded model is at 0.53 (default: no cap)"),
+    click.option("--augment", type=int, help="copies of the survey with a fifth of each question's words dropped, "
+                                               "fitted alongside the plain one so the prompt must carry across "
+                                               "wordings (training only; default 0)"),
     click.option("--shift-weight", type=float, help="L1 points of penalty per answer point the item means move, on "
                                                      "average, from the bare model's (default: none)"),
 ]

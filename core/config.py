@@ -80,6 +80,7 @@ class RunConfig:
     icl_baseline: bool = True
     respondents: int = 0
     counterbalance: bool = False   # each item also asked with its scale reversed; the two answers averaged
+    augment: int = 0   # training only: copies of the survey with words dropped, fitted with the plain one
     executor: str = "local"
     ray_address: str | None = None
     actors: int | None = None
@@ -143,6 +144,7 @@ class RunConfig:
         need(DEVICE.fullmatch(self.device) is not None,
              f"malformed --device {self.device!r}; --device must be cpu or cuda[:N] (e.g. cuda:1) or mps")
         need(self.batch_rows is None or self.batch_rows >= 1, f"--batch-rows must be >= 1 (got {self.batch_rows})")
+        need(self.augment >= 0, f"--augment must be >= 0 copies of the survey, 0 meaning none (got {self.augment})")
         need(self.respondents >= 0, f"--respondents must be >= 0, 0 meaning the model answers as itself (got {self.respondents})")
         for name, (ok, allowed) in PENALTY_SETTINGS.items():
             value = getattr(self, name)

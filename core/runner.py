@@ -78,7 +78,7 @@ def _dims(dimensions, scores: torch.Tensor) -> dict[str, float]:
 
 def _baselines(host: PluginHost, session: Session, state: RunState) -> None:
     """Naive (the bare model) and, if asked, ICL (a persona system prompt) scores."""
-    objective = session.objective
+    objective = session.plain
     naive = objective(None)
     state.naive = {"loss": float(naive.loss[0]), "dimensions": _dims(objective.dimensions, naive.scores[0]),
                    "option_mass": float(naive.answers.mass.mean()), "answer_entropy": float(naive.entropy[0])}
@@ -532,7 +532,7 @@ def _optimizer_failure(host: PluginHost, state: RunState, problem: str) -> str:
 
 def _finish(session: Session, state: RunState) -> dict[str, Any]:
     """The best soft prompt re-scored alone; best/, summary.json and the extras written."""
-    objective, config, target = session.objective, state.config, session.target
+    objective, config, target = session.plain, state.config, session.target
     z_best, _ = session.optimizer.best
     best_soft = session.space.decode(z_best[None])[0]
     final = objective(best_soft[None])  # re-evaluated alone: the saved prompt's own scores

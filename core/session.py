@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from promptopt.objectives import MissingDimensionsError, ScorerError, check_scorer_fits, simulated_respondents
+from promptopt.objectives import (MissingDimensionsError, ScorerError, check_scorer_fits, simulated_respondents,
+                                  word_dropout)
 from promptopt.optimizers import run_arguments
 
 from .config import RunConfig
@@ -29,9 +30,10 @@ class Session:
     instrument: Any
     scorer: Any
     target: Any
-    objective: SurveyObjective
+    objective: SurveyObjective   # what the search minimises (with --augment's copies)
     space: SoftPromptSpace
     optimizer: Any
+    plain: SurveyObjective   # the survey as asked: baselines and the result are scored on it
 
 
 def check_survey(host: PluginHost, config: RunConfig):
@@ -53,14 +55,18 @@ def check_survey(host: PluginHost, config: RunConfig):
 
 
 def build_objective(host: PluginHost, config: RunConfig, backend, system_prompt: str | None = None,
-                    wording: str = "main"):
-    """Instrument, scorer, target and objective for a config, on an already loaded model."""
+                    wording: str = "main", train: bool = False):
+    """Instrument, scorer, target and objective for a config, on an already loaded model; ``train``:
+    the search's objective, with --augment's perturbed copies (everything else scores the survey as asked)."""
     instrument, scorer, target = check_survey(host, config)
     # blocks of one answer per item, averaged item by item: the scale as written and, counterbalanced,
-    # reversed; then once per simulated respondent
+    # reversed; augmented, word-dropped copies; then all of it once per simulated respondent
     orders = [False, True] if config.counterbalance else [False]
     prompts = [p for flip in orders for p in instrument.prompts(wording, reverse_scales=flip)]
     reversed_scales = [flip for flip in orders for _ in instrument.items]
+    for copy in range(config.augment if train else 0):   # training only: perturbed copies of the wording (objectives.augment)
+        prompts += instrument.prompts(wording, rewrite=word_dropout(f"{config.seed}:{copy}"))
+        reversed_scales += [False] * instrument.n_items
     if config.respondents:
         personas = simulated_respondents(instrument, config.respondents, config.seed)
         prompts = [f"{persona}\n\n{prompt}" for persona in personas for prompt in prompts]
@@ -118,7 +124,8 @@ def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | N
     """``init_tokens``: x0's token ids when already known (a Ray actor gets the driver's, so it
     does not redo --init screen's scoring); else from the config (init_ids)."""
     backend = host.create_model(config.model, device=config.device, dtype=config.dtype)
-    instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt)
+    instrument, scorer, target, objective = build_objective(host, config, backend, config.system_prompt, train=True)
+    plain = build_objective(host, config, backend, config.system_prompt)[3] if config.augment else objective
     if init_tokens is None:
         init_tokens = init_ids(backend, config, target, objective)
     try:
@@ -126,4 +133,4 @@ def open_session(host: PluginHost, config: RunConfig, init_tokens: list[int] | N
                            set(backend.tokenizer.all_special_ids), config.radius, init_tokens, config.basis)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space))
+    return Session(backend, instrument, scorer, target, objective, space, make_optimizer(host, config, space), plain)

@@ -24,6 +24,7 @@ from .instrument import (
     load_instrument,
     load_vsm13,
 )
+from .augment import WORD_DROPOUT, word_dropout
 from .respondents import simulated_respondents
 from .loss import (
     ENTROPY_PENALTY,
@@ -74,6 +75,8 @@ __all__ = [
     "vsm13_scorer",
     "DIMENSIONS",
     "simulated_respondents",
+    "WORD_DROPOUT",
+    "word_dropout",
     "TargetTable",
     "hofstede_table",
     "HOFSTEDE_2015_SOURCE",
@@ -89,6 +92,7 @@ __all__ = [
     "entropy_penalty",
     "l1_loss",
     "mass_penalty",
+    "shift_penalty",
     "ENTROPY_PENALTY",
     "MASS_PENALTY",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -250,9 +250,11 @@ class Instrument:
         it = self.item(number)
         return it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction)
 
-    def prompts(self, wording: str = "main", reverse_scales: bool = False) -> list[str]:
+    def prompts(self, wording: str = "main", reverse_scales: bool = False,
+                rewrite: Callable[[str], str] | None = None) -> list[str]:
         """One user message per content item, in item order (``wording``: main or alternate;
-        ``reverse_scales``: each scale numbered the other way round, for counterbalancing)."""
+        ``reverse_scales``: each scale numbered the other way round, for counterbalancing;
+        ``rewrite``: applied to each intro and item text, e.g. augment.word_dropout)."""
         _check_wording(wording)
         if wording == "alternate":
             missing = [i.number for i in self.items if i.alternate is None]
@@ -261,10 +263,12 @@ class Instrument:
                     f"instrument {self.name!r}: items {missing} have no alternate wording; add 'alternate' or use wording 'main'"
                 )
         items = [replace(it, scale=it.scale.reversed()) for it in self.items] if reverse_scales else self.items
-        return [
-            it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction)
-            for it in items
-        ]
+        if rewrite is None:
+            return [it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction)
+                    for it in items]
+        return [replace(it, text=rewrite(it.wording_text(wording)), alternate=None).prompt(
+                    rewrite(self.blocks[it.block].intro_for(wording)), "main", self.answer_instruction)
+                for it in items]
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary for a run's config.json."""
