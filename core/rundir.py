@@ -32,7 +32,7 @@ def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callab
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent)
         os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as any file
@@ -47,15 +47,16 @@ def atomic_write(path: Path, write: Callable[[str], None], before_rename: Callab
         raise
 
 
-# the temp file atomic_write makes beside NAME: ".NAME." and mkstemp's 8 random characters
+# the temp file atomic_write makes beside NAME: ".NAME.PID." and mkstemp's 8 random characters
 _TEMP = re.compile(r"\..+\.[a-z0-9_]{8}")
 
 
-def remove_stale_temps(run_dir: Path) -> list[Path]:
-    """Temp files a killed process left in run_dir and run_dir/best (kill -9 runs no cleanup), or a stop
-    left untracked; called with the lock held, when no other process can be writing them."""
+def remove_stale_temps(run_dir: Path, pid: int | None = None) -> list[Path]:
+    """Temp files a killed process left in run_dir and run_dir/best (kill -9 runs no cleanup), or only
+    those of process ``pid`` (a stop can leave one untracked); called with the lock held."""
+    mine = re.compile(rf"\..+\.{pid}\.[a-z0-9_]{{8}}") if pid is not None else _TEMP
     stale = [p for d in (run_dir, run_dir / "best") if d.is_dir() for p in d.iterdir()
-             if _TEMP.fullmatch(p.name) and p.is_file()]
+             if mine.fullmatch(p.name) and p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -96,7 +97,7 @@ def locked(run_dir: Path) -> Iterator[None]:
         try:
             yield
         finally:  # a stop signal can land where atomic_write has made its temp file but not yet named it
-            remove_stale_temps(run_dir)   # (inside mkstemp): swept while the lock still keeps others out
+            remove_stale_temps(run_dir, os.getpid())   # (inside mkstemp); `report` or `export` may be writing theirs
             f.truncate(0)
 
 

@@ -117,7 +117,9 @@ def test_a_stop_inside_mkstemp_leaves_no_temp_file_once_the_lock_is_let_go(tmp_p
         raise Stopped(signal.SIGTERM)
 
     monkeypatch.setattr(rundir.tempfile, "mkstemp", made_then_stopped)
+    theirs = tmp_path / ".report.png.99999999.ab3_x9zq"   # another process's (`promptopt report` beside the run)
     with pytest.raises(Stopped), rundir.locked(tmp_path):
+        theirs.write_text("x")
         rundir.atomic_write(tmp_path / "history.csv", lambda tmp: None)
         assert False, "atomic_write should have been stopped"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", theirs.name]
