@@ -156,9 +156,10 @@ def provenance(config: dict[str, Any]) -> list[tuple[str, str]]:
             if value is None or isinstance(value, bool):
                 return {None: "none", True: "on", False: "off"}[value]
             return f"{value:g}" if isinstance(value, (int, float)) else str(value)
-        facts.append(("answers", ", ".join(f"{key} {told(key)}" for key in
-                                           ("min_mass", "max_entropy", "shift_weight", "counterbalance", "respondents",
-                                            *["augment"] * bool(run.get("augment"))))))   # training only, when on
+        keys = ("min_mass", "max_entropy", "shift_weight", "counterbalance", "respondents")
+        if run.get("augment"):   # training only: named when on
+            keys += ("augment",)
+        facts.append(("answers", ", ".join(f"{key} {told(key)}" for key in keys)))
     if "evaluations" in config:
         facts.append(("budget", f"{config['evaluations']} evaluations, popsize {run.get('popsize')}"))
     if config.get("versions"):

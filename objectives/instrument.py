@@ -137,11 +137,16 @@ class Item:
         return self.alternate
 
     def prompt(
-        self, intro: str, wording: str = "main", instruction: str = DEFAULT_ANSWER_INSTRUCTION
+        self, intro: str, wording: str = "main", instruction: str = DEFAULT_ANSWER_INSTRUCTION,
+        rewrite: Callable[[str], str] | None = None,
     ) -> str:
-        """Full user message: intro, item, numbered scale, and a one-digit answer instruction."""
+        """Full user message: intro, item, numbered scale, and a one-digit answer instruction;
+        ``rewrite`` (e.g. augment.word_dropout) is applied to the item text, then to the intro."""
+        text = self.wording_text(wording)
+        if rewrite is not None:   # in this order: a seeded rewrite draws from one stream
+            text, intro = rewrite(text), rewrite(intro)
         parts = [intro.strip()] if intro and intro.strip() else []
-        parts.append(self.wording_text(wording).strip())
+        parts.append(text.strip())
         parts.append(self.scale.render())
         parts.append(instruction.format(n=self.n_options))
         return "\n\n".join(parts)
@@ -263,11 +268,7 @@ class Instrument:
                     f"instrument {self.name!r}: items {missing} have no alternate wording; add 'alternate' or use wording 'main'"
                 )
         items = [replace(it, scale=it.scale.reversed()) for it in self.items] if reverse_scales else self.items
-        if rewrite is None:
-            return [it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction)
-                    for it in items]
-        return [replace(it, text=rewrite(it.wording_text(wording)), alternate=None).prompt(
-                    rewrite(self.blocks[it.block].intro_for(wording)), "main", self.answer_instruction)
+        return [it.prompt(self.blocks[it.block].intro_for(wording), wording, self.answer_instruction, rewrite)
                 for it in items]
 
     def describe(self) -> dict[str, Any]:
